@@ -1,0 +1,68 @@
+"""Shared fixtures: nnU-Net path variables in a temporary folder, one phantom EchoNet-Dynamic
+dataset converted and preprocessed once per session, and tiny trained models built with the
+real nnU-Net commands on CPU. Fixtures are lazy: a test pays only for what it asks for."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DATASET_ID = 901
+DATASET_NAME = f"Dataset{DATASET_ID:03d}_Phantom"
+
+
+def run_cmd(args: list[str], env: dict | None = None, timeout: int = 900, cwd=None) -> subprocess.CompletedProcess:
+    """Run a command (first item resolved in the venv's bin folder), fail the test with its output."""
+    exe = args[0]
+    if (BIN / exe).exists():
+        exe = str(BIN / exe)
+    proc = subprocess.run([exe, *args[1:]], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f"command failed ({proc.returncode}): {' '.join(args)}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def nnunet_env(tmp_path_factory) -> dict:
+    """Environment with nnU-Net's path variables in a temporary folder and our trainer folder."""
+    root = tmp_path_factory.mktemp("nnunet")
+    env = dict(os.environ)
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / var).mkdir()
+        env[var] = str(root / var)
+    env["nnUNet_extTrainer"] = str(REPO / "trainers")
+    env["nnUNet_compile"] = "f"
+    env["nnUNet_n_proc_DA"] = "1"
+    env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "2")
+    return env
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """A small phantom in EchoNet-Dynamic format: 10 TRAIN, 3 VAL, 3 TEST short videos."""
+    from unilvseg_nnunet.phantom import synthesize
+
+    out = tmp_path_factory.mktemp("echonet_phantom")
+    synthesize(out, n=16, seed=0, frames=(36, 72), splits=(10, 3, 3))
+    return out
+
+
+@pytest.fixture(scope="session")
+def raw_dataset(phantom_dir, nnunet_env) -> Path:
+    """The phantom converted with the real conversion script into $nnUNet_raw/Dataset901_Phantom."""
+    run_cmd([sys.executable, str(REPO / "conversion" / "echonet_to_nnunet.py"), str(phantom_dir),
+             "-d", str(DATASET_ID), "-n", "Phantom", "-np", "2"], env=nnunet_env)
+    return Path(nnunet_env["nnUNet_raw"]) / DATASET_NAME
+
+
+@pytest.fixture(scope="session")
+def preprocessed_dataset(raw_dataset, nnunet_env) -> Path:
+    """Stock nnU-Net planning and preprocessing of the converted phantom (2d and 3d_fullres)."""
+    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres",
+             "-np", "2", "--verify_dataset_integrity"], env=nnunet_env)
+    return Path(nnunet_env["nnUNet_preprocessed"]) / DATASET_NAME

@@ -1,0 +1,62 @@
+"""The ``unilvseg`` command: everything of ours that has no nnU-Net command.
+
+Each subcommand lives in its own module of this package exposing ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their
+subcommand runs, so ``unilvseg --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand name -> module in this package
+COMMANDS = {
+    "synth": "synth",
+    "demo": "demo",
+    "env": "env",
+    "plan": "plan",
+    "evaluate": "evaluate",
+    "compare": "compare",
+    "predict-video": "predict_video",
+    "cost": "cost",
+}
+
+HELPS = {
+    "synth": "write an EchoNet-Dynamic-format phantom dataset (beating LV videos with tracings)",
+    "demo": "run the whole pipeline on the built-in phantom on CPU (minutes)",
+    "env": "print the nnU-Net environment exports that make our trainers visible",
+    "plan": "add the temporal (2D+t) or super-image configurations to a dataset's nnU-Net plans",
+    "evaluate": "score a prediction folder: DSC with bootstrap CI, HD95, temporal consistency, EF, ED/ES",
+    "compare": "Table-I style comparison of several trained models on one test split",
+    "predict-video": "segment raw echo videos with a trained model: masks, overlay, area curve, ED/ES, EF",
+    "cost": "parameters and GFLOPs per frame (fvcore) of planned configurations or encoders",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unilvseg", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        sub.add_parser(name, help=HELPS[name], add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        parser = build_parser()
+        if argv and not argv[0].startswith("-"):
+            parser.error(f"unknown command {argv[0]!r}")
+        parser.print_help()
+        return 0 if argv and argv[0] in ("-h", "--help") else (0 if not argv else 2)
+    name = argv[0]
+    module = importlib.import_module(f"{__name__}.{COMMANDS[name]}")
+    sub = argparse.ArgumentParser(prog=f"unilvseg {name}", description=HELPS[name])
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Atomic file writes: a killed run never leaves a truncated file under a final name."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffixes); rename it onto ``path`` on success.
+
+    The temporary name starts with ``.tmp-`` so that no nnU-Net glob (``*_0000.mha`` ...) can
+    pick it up, and it is removed if the body raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="".join(path.suffixes) or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_volume(path: str | os.PathLike, array: np.ndarray, spacing=(1.0, 1.0, 1.0), compress: bool = False) -> None:
+    """Write a (frames, H, W) array as an image nnU-Net's SimpleITKIO reads, atomically.
+
+    ``spacing`` is given in array order (frames, H, W); SimpleITK stores it reversed.
+    """
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=compress)
+
+
+def read_volume(path: str | os.PathLike) -> np.ndarray:
+    """Read an image written by :func:`write_volume` (or nnU-Net) as a (frames, H, W) array."""
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
