@@ -1,5 +1,11 @@
-"""EchoNet-Dynamic on disk: tracings to masks and volumes, following EchoNet-Dynamic's own rules."""
+"""EchoNet-Dynamic on disk, following EchoNet-Dynamic's own rules: tracings to masks and volumes, and
+plain readers for FileList.csv, VolumeTracings.csv (names with or without ".avi", splits in any case)
+and the videos. Dataset-level problems raise :class:`EchoNetFormatError` naming the file and column."""
 from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
 
 import numpy as np
 import skimage.draw
@@ -35,3 +41,133 @@ def volume_by_disks(x1, y1, x2, y2) -> float:
 def ejection_fraction(edv: float, esv: float) -> float:
     """EF in percent."""
     return 100.0 * (edv - esv) / edv
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the EchoNet-Dynamic folder: FileList.csv, VolumeTracings.csv, Videos/*.avi
+# --------------------------------------------------------------------------------------------
+
+FILELIST = "FileList.csv"
+TRACINGS = "VolumeTracings.csv"
+VIDEOS_DIR = "Videos"
+FILELIST_COLUMNS = ("FileName", "Split", "EF", "ESV", "EDV", "FPS", "NumberOfFrames")
+TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
+ROWS_PER_TRACING = 21  # row 0 = long axis, rows 1..20 = chords
+
+
+class EchoNetFormatError(ValueError):
+    """A problem with the dataset as a whole (missing CSV or column): nothing can be converted."""
+
+
+def normalize_name(name) -> str:
+    """EchoNet FileName without directory and ``.avi`` (either CSV may carry it or not)."""
+    name = str(name).strip()
+    return name[:-4] if name.lower().endswith(".avi") else name
+
+
+def _read_csv(path, columns: tuple[str, ...]) -> dict[str, list[str]]:
+    """The named columns of a CSV as lists of strings; raises EchoNetFormatError naming the
+    file and the missing column(s). The csv module, not pandas: starts at once, keeps values as written."""
+    path = Path(path)
+    if not path.is_file():
+        raise EchoNetFormatError(f"{path}: file not found (an EchoNet-Dynamic folder holds {FILELIST}, {TRACINGS} and {VIDEOS_DIR}/)")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise EchoNetFormatError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'no header'})")
+            rows = [r if len(r) >= len(header) else r + [""] * (len(header) - len(r)) for r in reader if r]
+    except (UnicodeDecodeError, csv.Error) as e:  # not a text CSV: a dataset-level problem
+        raise EchoNetFormatError(f"{path}: cannot be read as CSV ({e})") from e
+    cols = list(zip(*rows)) if rows else [()] * len(header)
+    return {c: list(cols[header.index(c)]) for c in columns}
+
+
+def _floats(texts: list[str]) -> np.ndarray:
+    """CSV numbers as float64, NaN where empty or not a number."""
+    try:
+        return np.array(texts, dtype=np.float64).reshape(len(texts))
+    except ValueError:
+        out = np.empty(len(texts))
+        for i, t in enumerate(texts):
+            try:
+                out[i] = float(t)
+            except ValueError:
+                out[i] = np.nan
+        return out
+
+
+def read_filelist(path) -> list[dict]:
+    """Rows of FileList.csv in file order: FileName without ``.avi``, Split upper-case, EF, ESV, EDV,
+    FPS as float (NaN when empty or not a number), NumberOfFrames as int or None."""
+    cols = _read_csv(path, FILELIST_COLUMNS)
+    nums = {c: _floats(cols[c]).tolist() for c in ("EF", "ESV", "EDV", "FPS", "NumberOfFrames")}
+    rows = []
+    for i, name in enumerate(cols["FileName"]):
+        row = {c: nums[c][i] for c in ("EF", "ESV", "EDV", "FPS")}
+        n = nums["NumberOfFrames"][i]
+        row.update(FileName=normalize_name(name), Split=cols["Split"][i].strip().upper(),
+                   NumberOfFrames=int(n) if math.isfinite(n) and n == int(n) else None)
+        rows.append(row)
+    return rows
+
+
+def read_tracings(path) -> dict[str, dict[int, np.ndarray]]:
+    """VolumeTracings.csv grouped per video (name without ``.avi``) and frame (0-based int): an
+    (rows, 4) float array of X1, Y1, X2, Y2 in file order. Non-numeric values become NaN; rows whose
+    Frame is not a non-negative integer are kept under frame -1 so that the caller can report them."""
+    cols = _read_csv(path, TRACING_COLUMNS)
+    coords = np.stack([_floats(cols[c]) for c in ("X1", "Y1", "X2", "Y2")], 1)
+    f = _floats(cols["Frame"])
+    ok = np.isfinite(f) & (f >= 0)
+    ok[ok] &= f[ok] == np.floor(f[ok])
+    frames = np.where(ok, f, -1).astype(np.int64).tolist()
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, key in enumerate(zip(map(normalize_name, cols["FileName"]), frames)):
+        groups.setdefault(key, []).append(i)
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for (name, frame), idx in groups.items():
+        out.setdefault(name, {})[frame] = coords[idx]
+    return out
+
+
+def tracing_area(rows: np.ndarray) -> float:
+    """Area (pixel^2) of a tracing's polygon (shoelace), rows = (n, 4) X1, Y1, X2, Y2."""
+    x, y = tracing_polygon(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def ed_es_frames(areas: dict[int, float]) -> tuple[int | None, int | None]:
+    """(ED, ES) frame indices: the traced frames with the largest and smallest area (row order in the
+    CSV is not reliable). Fewer than two traced frames give (None, None): one area decides nothing."""
+    if len(areas) < 2:
+        return None, None
+    ed = max(areas, key=lambda f: (areas[f], -f))
+    es = min(areas, key=lambda f: (areas[f], f))
+    return ed, es
+
+
+def decode_video(path, keep_color: bool = False) -> np.ndarray:
+    """All frames of a video with OpenCV: (frames, H, W) uint8 grey (EchoNet stores grey in three
+    identical channels), or (frames, H, W, 3) RGB with ``keep_color``. Raises ValueError when the
+    file cannot be opened or yields no frame."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ValueError(f"{path}: OpenCV cannot open the video")
+        code = cv2.COLOR_BGR2RGB if keep_color else cv2.COLOR_BGR2GRAY
+        frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, code))
+    finally:
+        cap.release()
+    if not frames:
+        raise ValueError(f"{path}: no frame could be decoded")
+    return np.stack(frames)
