@@ -1,0 +1,43 @@
+"""``unilvseg compare``: Table-I style comparison of trained models on one test split (see unilvseg_nnunet.compare)."""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("-d", "--dataset", required=True, help="raw dataset folder, or nnU-Net dataset id/name under $nnUNet_raw")
+    parser.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="NAME=MODEL_FOLDER",
+                        help="a trained model (nnU-Net trainer output folder) and its name in the table; repeat per model")
+    parser.add_argument("-o", "--output", required=True, help="output folder (comparison.json, comparison.md, bubble.png, per-model folders)")
+    parser.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda"), help="device for prediction and timing (default cpu)")
+    parser.add_argument("-f", "--folds", nargs="+", default=None, help="fold(s) of every model (default: all with the checkpoint)")
+    parser.add_argument("--checkpoint", "-chk", default="checkpoint_final.pth", help="checkpoint file name")
+    parser.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples of videos (default 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--video-plots", action="store_true", help="also draw one area-curve PNG per video and model")
+
+
+def run(args) -> int:
+    from ..compare import compare, comparison_markdown, parse_models
+    from ..evaluation import EvaluationError
+    from ..predict_video import PredictionError
+
+    try:
+        models = parse_models(args.models)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    bad = [f for f in args.folds or [] if not (f == "all" or f.isdigit())]
+    if bad:
+        print(f"error: -f takes fold numbers or 'all', got {bad} (put -f after the other arguments)", file=sys.stderr)
+        return 2
+    folds = None if args.folds is None else [f if f == "all" else int(f) for f in args.folds]
+    try:
+        result = compare(args.dataset, models, args.output, device=args.device, folds=folds, checkpoint=args.checkpoint,
+                         n_boot=args.n_boot, seed=args.seed, video_plots=args.video_plots)
+    except (EvaluationError, PredictionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(comparison_markdown(result))
+    print(f"written to {args.output}/ (comparison.json, comparison.md, bubble.png)")
+    return 0
