@@ -38,6 +38,7 @@ def nnunet_env(tmp_path_factory) -> dict:
     env["nnUNet_extTrainer"] = str(REPO / "trainers")
     env["nnUNet_compile"] = "f"
     env["nnUNet_n_proc_DA"] = "1"
+    env["nnUNet_def_n_proc"] = "2"  # nnU-Net otherwise starts 8 export workers per validation/prediction
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "2")
     return env
 
@@ -66,3 +67,35 @@ def preprocessed_dataset(raw_dataset, nnunet_env) -> Path:
     run_cmd(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres",
              "-np", "2", "--verify_dataset_integrity"], env=nnunet_env)
     return Path(nnunet_env["nnUNet_preprocessed"]) / DATASET_NAME
+
+
+# --- tiny temporal models (temporal teammate) -------------------------------------------------
+TEMPORAL_CONFIGURATION = "3d_temporal_f8t1_unet_s"  # 8-frame clips, paper's 3D U-Net-S: cheap on CPU
+
+
+def nnunet_model_folder(env: dict, trainer: str, configuration: str) -> Path:
+    return Path(env["nnUNet_results"]) / DATASET_NAME / f"{trainer}__nnUNetPlans__{configuration}"
+
+
+@pytest.fixture(scope="session")
+def temporal_configuration(preprocessed_dataset, nnunet_env) -> str:
+    """`unilvseg plan -d 901 --frames 8 --arch unet_s` on the stock plans; returns the configuration name."""
+    run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--frames", "8", "--arch", "unet_s"], env=nnunet_env)
+    return TEMPORAL_CONFIGURATION
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained_checkpoint(temporal_configuration, nnunet_env) -> Path:
+    """checkpoint_final.pth of TemporalMaskingPretrainer_smoke (self-supervised, fold 0), real nnUNetv2_train on CPU."""
+    run_cmd(["nnUNetv2_train", str(DATASET_ID), temporal_configuration, "0", "-tr", "TemporalMaskingPretrainer_smoke",
+             "-device", "cpu"], env=nnunet_env)
+    return nnunet_model_folder(nnunet_env, "TemporalMaskingPretrainer_smoke", temporal_configuration) / "fold_0" / "checkpoint_final.pth"
+
+
+@pytest.fixture(scope="session")
+def tiny_3d_model(tiny_pretrained_checkpoint, temporal_configuration, nnunet_env) -> Path:
+    """nnU-Net model folder of SparseTemporalTrainer_smoke (fold 0) fine-tuned from the pretrained
+    checkpoint with stock -pretrained_weights; predict with -c 3d_temporal_f8t1_unet_s -tr SparseTemporalTrainer_smoke."""
+    run_cmd(["nnUNetv2_train", str(DATASET_ID), temporal_configuration, "0", "-tr", "SparseTemporalTrainer_smoke",
+             "-device", "cpu", "-pretrained_weights", str(tiny_pretrained_checkpoint)], env=nnunet_env)
+    return nnunet_model_folder(nnunet_env, "SparseTemporalTrainer_smoke", temporal_configuration)

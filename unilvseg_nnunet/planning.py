@@ -1,0 +1,183 @@
+"""Temporal (2D+t) configurations for a dataset's nnU-Net plans, planned by nnU-Net's own planner.
+
+A temporal configuration "inherits_from" the stock ``3d_fullres`` (same preprocessed data, spacing,
+normalisation) and overrides what video needs:
+
+- patch: F frames (clip length) x the in-plane median size; with a sampling period T the stored
+  patch holds F*T frames (an inference window that the network splits into T clips of F frames);
+- topology and batch size: nnU-Net's ``ExperimentPlanner.get_plans_for_configuration`` run on a
+  patch fixed to F frames (the median shape passed to it is F x in-plane) and a *planning* time
+  spacing of ``time_spacing`` pixels per frame. nnU-Net then keeps early stages in-plane (1x3x3
+  kernels, no time pooling) and pools time less than space; the batch size comes from its VRAM
+  estimate for ``gpu_memory_gb``. The time spacing only shapes the topology: the configuration's
+  real spacing stays the inherited one, so no video is resampled along time;
+- ``"unilvseg": {"frames", "period", "arch", ...}``, which our trainers read.
+
+Architectures: ``unet`` = nnU-Net's PlainConvUNet as planned; ``unet_s`` = the paper's 3D U-Net-S
+(residual units of two convolutions with instance norm and PReLU, two units per encoder stage),
+dynamic_network_architectures' ResidualEncoderUNet with BasicBlockD blocks.
+"""
+from __future__ import annotations
+
+import json
+import os
+from copy import deepcopy
+from pathlib import Path
+
+import numpy as np
+from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+from nnunetv2.configuration import ANISO_THRESHOLD
+from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import ResEncUNetPlanner
+from nnunetv2.utilities.json_export import recursive_fix_for_json_export
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from .files import write_json
+
+DEFAULT_FRAMES, DEFAULT_PERIOD, DEFAULT_ARCH = 32, 1, "unet"
+DEFAULT_TIME_SPACING = 4.0
+ARCHS = ("unet", "unet_s")
+KEY = "unilvseg"
+
+
+def configuration_name(frames: int = DEFAULT_FRAMES, period: int = DEFAULT_PERIOD, arch: str = DEFAULT_ARCH) -> str:
+    """'3d_temporal' for the paper's F=32, T=1 U-Net; else e.g. '3d_temporal_f16t2', '3d_temporal_unet_s'."""
+    name = "3d_temporal" if (frames, period) == (DEFAULT_FRAMES, DEFAULT_PERIOD) else f"3d_temporal_f{frames}t{period}"
+    return name if arch == DEFAULT_ARCH else f"{name}_{arch}"
+
+
+class _FromMemory:
+    """Mixin: an nnU-Net planner that runs ``get_plans_for_configuration`` from dicts in memory.
+
+    ``ExperimentPlanner.__init__`` reads the raw dataset and fingerprint from disk (not available
+    to a trainer on a training machine), so it is not called; the attributes that
+    ``get_plans_for_configuration`` reads are set to nnU-Net 2.8.1's defaults (a test compares
+    them with a real planner).
+    """
+
+    def __init__(self, dataset_json: dict, base: dict, gpu_memory_gb: float):
+        self.dataset_json, self.base = dataset_json, base
+        self.anisotropy_threshold = ANISO_THRESHOLD
+        self.UNet_base_num_features = 32
+        self.UNet_class = PlainConvUNet
+        self.UNet_reference_val_3d = 560000000
+        self.UNet_reference_val_2d = 85000000
+        self.UNet_reference_com_nfeatures = 32
+        self.UNet_reference_val_corresp_GB = 8
+        self.UNet_reference_val_corresp_bs_2d = 12
+        self.UNet_reference_val_corresp_bs_3d = 2
+        self.UNet_featuremap_min_edge_length = 4
+        self.UNet_blocks_per_stage_encoder = (2,) * 14
+        self.UNet_blocks_per_stage_decoder = (2,) * 13
+        self.UNet_min_batch_size = 2
+        self.UNet_max_features_2d = 512
+        self.UNet_max_features_3d = 320
+        self.max_dataset_covered = 0.05
+        self.UNet_vram_target_GB = gpu_memory_gb
+        self.preprocessor_name = base["preprocessor_name"]
+
+    def determine_normalization_scheme_and_whether_mask_is_used_for_norm(self):
+        return self.base["normalization_schemes"], self.base["use_mask_for_norm"]
+
+
+class TemporalUNetPlanner(_FromMemory, ExperimentPlanner):
+    """nnU-Net's default planner (PlainConvUNet)."""
+
+
+class TemporalUNetSPlanner(_FromMemory, ResEncUNetPlanner):
+    """nnU-Net's residual-encoder planner set up as the paper's 3D U-Net-S (two residual units per stage)."""
+
+    def __init__(self, dataset_json: dict, base: dict, gpu_memory_gb: float):
+        super().__init__(dataset_json, base, gpu_memory_gb)
+        self.UNet_class = ResidualEncoderUNet
+        self.UNet_reference_val_3d = 680000000  # ResEncUNetPlanner's reference
+        self.UNet_base_num_features = 16
+        self.UNet_max_features_3d = 256
+        self.UNet_blocks_per_stage_encoder = (2,) * 14
+        self.UNet_blocks_per_stage_decoder = (1,) * 13
+
+    def get_plans_for_configuration(self, *args, **kwargs) -> dict:
+        plan = super().get_plans_for_configuration(*args, **kwargs)
+        plan["architecture"]["arch_kwargs"].update(nonlin="torch.nn.PReLU", nonlin_kwargs={})
+        return plan
+
+
+PLANNERS = {"unet": TemporalUNetPlanner, "unet_s": TemporalUNetSPlanner}
+
+
+def resolved_configuration(plans: dict, name: str) -> dict:
+    """Configuration ``name`` with its "inherits_from" chain resolved (nnU-Net's own resolution)."""
+    if name not in plans.get("configurations", {}):
+        raise KeyError(f"plans {plans.get('plans_name', '')!r} have no configuration {name!r} "
+                       f"(have: {sorted(plans.get('configurations', {}))}); run nnUNetv2_plan_and_preprocess first")
+    return deepcopy(PlansManager(plans).get_configuration(name).configuration)
+
+
+def temporal_configuration(plans: dict, dataset_json: dict, base: str = "3d_fullres", frames: int = DEFAULT_FRAMES,
+                           period: int = DEFAULT_PERIOD, arch: str = DEFAULT_ARCH,
+                           time_spacing: float = DEFAULT_TIME_SPACING, gpu_memory_gb: float = 8) -> dict:
+    """The temporal configuration dict (to store under :func:`configuration_name`) planned on ``base``."""
+    if arch not in PLANNERS:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHS}")
+    if frames < 2 or period < 1:
+        raise ValueError(f"need frames >= 2 and period >= 1, got frames={frames}, period={period}")
+    cfg = resolved_configuration(plans, base)
+    if len(cfg["patch_size"]) != 3:
+        raise ValueError(f"configuration {base!r} is not 3D (patch {cfg['patch_size']}); temporal planning needs a 3D base such as 3d_fullres")
+    inplane_spacing = [float(s) for s in cfg["spacing"][1:]]
+    spacing = [time_spacing * min(inplane_spacing), *inplane_spacing]
+    median = [float(s) for s in cfg["median_image_size_in_voxels"]]
+    planner = PLANNERS[arch](dataset_json, cfg, gpu_memory_gb)
+    plan = planner.get_plans_for_configuration(
+        spacing, [frames, *median[1:]], cfg["data_identifier"],
+        float(np.prod(median, dtype=np.float64) * dataset_json["numTraining"]), {})
+    recursive_fix_for_json_export(plan)
+    patch = [int(i) for i in plan["patch_size"]]
+    if patch[0] != frames:
+        strides = plan["architecture"]["arch_kwargs"]["strides"]
+        raise ValueError(f"nnU-Net's planner turned a {frames}-frame clip into {patch[0]} frames (time strides "
+                         f"{[s[0] for s in strides]}); choose a clip length divisible by {int(np.prod([s[0] for s in strides]))}")
+    return json.loads(json.dumps({  # as stored in plans.json (lists, not tuples), in memory too
+        "inherits_from": base,
+        "patch_size": [frames * period, *patch[1:]],
+        "batch_size": int(plan["batch_size"]),
+        "architecture": plan["architecture"],
+        KEY: {"frames": frames, "period": period, "arch": arch, "time_spacing": time_spacing,
+              "gpu_memory_gb": gpu_memory_gb, "planner": type(planner).__name__},
+    }))
+
+
+def clip_settings(configuration: dict) -> dict | None:
+    """The "unilvseg" entry of a resolved configuration, or None for a stock one."""
+    return configuration.get(KEY)
+
+
+def with_temporal_configuration(plans: dict, name: str, dataset_json: dict, **kwargs) -> dict:
+    """``plans`` unchanged if configuration ``name`` is already temporal; else a copy in which ``name``
+    is replaced by the temporal configuration planned on it (paper defaults unless ``kwargs``).
+
+    This is how the trainers run on a stock plan (``nnUNetv2_train ID 3d_fullres 0 -tr ...``): the
+    adapted plans are what nnU-Net saves as plans.json beside the model, so prediction rebuilds
+    the same network.
+    """
+    cfg = resolved_configuration(plans, name)
+    if clip_settings(cfg) is not None:
+        return plans
+    temporal = temporal_configuration(plans, dataset_json, base=name, **kwargs)
+    del temporal["inherits_from"]
+    plans = deepcopy(plans)
+    plans["configurations"][name] = {**cfg, **temporal}
+    return plans
+
+
+def add_configuration(plans_path: str | os.PathLike, name: str, cfg: dict) -> None:
+    """Store ``cfg`` as configuration ``name`` in the plans file (atomic rewrite, other entries kept)."""
+    path = Path(plans_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no nnU-Net plans; run nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres first")
+    plans = json.loads(path.read_text())
+    base = cfg.get("inherits_from")
+    if base is not None and base not in plans.get("configurations", {}):
+        raise KeyError(f"{path}: configuration {name!r} inherits from {base!r}, which these plans lack")
+    plans["configurations"][name] = cfg
+    write_json(path, plans)

@@ -1,0 +1,68 @@
+"""Where a training or validation clip lies in a video: pure functions, no I/O.
+
+A clip is ``frames`` frames taken every ``period`` frames, so it spans ``(frames - 1) * period + 1``
+frames of the video. Frame indices outside ``[0, num_frames)`` are padding (videos shorter than the
+span); the data loader fills them with zeros and marks their labels as ignore.
+
+- training (paper §II-B): a labeled frame is drawn, then its position inside the clip is drawn
+  uniformly among the positions that keep the most of the clip inside the video;
+- validation: the labeled frame sits at the centre of the clip (index ``frames // 2``);
+- without labeled frames (self-supervision, unlabeled videos): a uniform random clip (training)
+  or the centred clip (validation).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MODES = ("train", "val")
+
+
+def clip_span(frames: int, period: int) -> int:
+    """Number of video frames a clip of ``frames`` frames at stride ``period`` covers."""
+    if frames < 1 or period < 1:
+        raise ValueError(f"frames and period must be >= 1, got frames={frames}, period={period}")
+    return (frames - 1) * period + 1
+
+
+def clip_frames(num_frames: int, labeled, frames: int, period: int, mode: str,
+                rng: np.random.Generator) -> np.ndarray:
+    """Video frame indices (length ``frames``, increasing by ``period``) of one clip.
+
+    ``labeled``: indices of labeled frames (empty or None: draw without labels). Indices may fall
+    outside the video when it is shorter than the clip span; they never do otherwise.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if num_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    span = clip_span(frames, period)
+    offsets = np.arange(frames) * period
+    labeled = np.asarray([] if labeled is None else labeled, dtype=int)
+    if labeled.size and (labeled.min() < 0 or labeled.max() >= num_frames):
+        raise ValueError(f"labeled frames {labeled.tolist()} outside a video of {num_frames} frames")
+
+    if labeled.size == 0:
+        lo, hi = min(0, num_frames - span), max(0, num_frames - span)  # pad both sides evenly when short
+        start = rng.integers(lo, hi + 1) if mode == "train" else (lo + hi) // 2
+        return start + offsets
+
+    anchor = int(rng.choice(labeled))
+    if mode == "val":
+        return anchor - (frames // 2) * period + offsets
+    starts = anchor - offsets  # the labeled frame at clip position p
+    inside = ((starts[:, None] + offsets[None]) >= 0) & ((starts[:, None] + offsets[None]) < num_frames)
+    n_inside = inside.sum(1)
+    best = np.flatnonzero(n_inside == n_inside.max())
+    return starts[rng.choice(best)] + offsets
+
+
+def window_start(size: int, window: int, extra_pad: int, mode: str, rng: np.random.Generator) -> int:
+    """Start of a ``window`` along one in-plane axis of length ``size``, nnU-Net's rule.
+
+    As in nnU-Net's data loader, the window may extend ``extra_pad`` voxels beyond the image (more
+    when the image is smaller than the window); training draws uniformly, validation centres it.
+    """
+    need = max(extra_pad, window - size)
+    lo = -(need // 2)
+    hi = size + need // 2 + need % 2 - window
+    return int(rng.integers(lo, hi + 1)) if mode == "train" else (lo + hi) // 2

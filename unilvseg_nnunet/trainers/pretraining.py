@@ -1,0 +1,114 @@
+"""TemporalMaskingPretrainer: self-supervised temporal masking (paper §II-A) on all frames of all videos."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
+from torch import nn
+
+from ..files import atomic_path, write_json
+from ..masking import TemporalMaskingTransform
+from .clip_loader import SparseClipDataLoader
+from .schedules import AdamW, FiveEpochs, Smoke
+from .sparse_temporal import SparseTemporalTrainer
+from .video_transforms import video_training_transforms, video_validation_transforms
+
+
+class TemporalMaskingPretrainer(SparseTemporalTrainer):
+    """Reconstruct each clip from a copy with ``mask_ratio`` of its frames zeroed; MSE over the clip.
+
+    Labels play no part (clips are drawn anywhere, unlabeled videos included). The network is the
+    segmentation network of the same configuration with as many outputs as input channels; its
+    reconstruction head lives under ``seg_layers``, so stock ``-pretrained_weights`` hands everything
+    else to SparseTemporalTrainer. Checkpoints hold CPU tensors (that loader has no map_location).
+    Validation reports the reconstruction MSE instead of nnU-Net's Dice.
+    """
+
+    mask_ratio = 0.6
+    use_labels_for_sampling = False
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = False
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        """Same network as SparseTemporalTrainer, head sized to reconstruct the input channels."""
+        return SparseTemporalTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                                num_input_channels, enable_deep_supervision)
+
+    def _build_loss(self):
+        return nn.MSELoss()
+
+    def training_transforms(self, rotation, mirror_axes):
+        return video_training_transforms(self.clip_patch_size, rotation, mirror_axes, None, self.label_manager.ignore_label,
+                                         self.configuration_manager.use_mask_for_norm, tail=[TemporalMaskingTransform(self.mask_ratio)])
+
+    def validation_transforms(self):
+        return video_validation_transforms(None, self.label_manager.ignore_label, tail=[TemporalMaskingTransform(self.mask_ratio)])
+
+    def validation_step(self, batch: dict) -> dict:
+        output = self.network(batch["data"].to(self.device, non_blocking=True))
+        return {"loss": self.loss(output, batch["target"].to(self.device, non_blocking=True)).detach().cpu().numpy()}
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
+        mse = float(np.mean([o["loss"] for o in val_outputs]))
+        self.logger.log("val_losses", mse, self.current_epoch)
+        # no segmentation here: nnU-Net's pseudo Dice is logged as NaN to keep its curves aligned
+        self.logger.log("mean_fg_dice", float("nan"), self.current_epoch)
+        self.logger.log("dice_per_class_or_region", [float("nan")], self.current_epoch)
+        self.print_to_log_file(f"validation reconstruction MSE {mse:.4f} (mask ratio {self.mask_ratio})")
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, rewritten with CPU tensors (atomically)."""
+        if self.disable_checkpointing or self.local_rank != 0:
+            return super().save_checkpoint(filename)
+        with atomic_path(filename) as tmp:
+            super().save_checkpoint(str(tmp))
+            torch.save(torch.load(tmp, map_location="cpu", weights_only=False), tmp)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """Reconstruction MSE of the centre clip of every validation video (fixed masks); validation/summary.json."""
+        self.network.eval()
+        _, val_keys = self.do_split()
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, val_keys)
+        loader = SparseClipDataLoader(dataset, 1, self.clip_patch_size, self.clip_patch_size, self.label_manager,
+                                      self.period, mode="val", use_labels=False, transforms=self.validation_transforms())
+        torch.manual_seed(0)
+        loader.rng = np.random.default_rng(0)
+        per_case = {}
+        with torch.no_grad():
+            for key in dataset.identifiers:
+                key, img, lab = loader.load_clip(key)
+                batch = loader.transforms(image=img, segmentation=lab)
+                output = self.network(batch["image"][None].to(self.device))
+                per_case[key] = float(self.loss(output, batch["segmentation"][None].to(self.device)))
+        summary = {"metric": "reconstruction MSE of the centre clip, z-scored intensities", "mask_ratio": self.mask_ratio,
+                   "frames": self.frames, "period": self.period, "mean": float(np.mean(list(per_case.values()))) if per_case else None,
+                   "per_case": per_case}
+        folder = join(self.output_folder, "validation")
+        maybe_mkdir_p(folder)
+        write_json(join(folder, "summary.json"), summary)
+        self.print_to_log_file(f"Validation reconstruction MSE: {summary['mean']}", also_print_to_console=True)
+
+
+class TemporalMaskingPretrainer_mask40(TemporalMaskingPretrainer):
+    mask_ratio = 0.4
+
+
+class TemporalMaskingPretrainer_mask80(TemporalMaskingPretrainer):
+    mask_ratio = 0.8
+
+
+class TemporalMaskingPretrainer_AdamW(AdamW, TemporalMaskingPretrainer):
+    """The paper's optimiser for pretraining."""
+
+
+class TemporalMaskingPretrainer_5epochs(FiveEpochs, TemporalMaskingPretrainer):
+    pass
+
+
+class TemporalMaskingPretrainer_smoke(Smoke, TemporalMaskingPretrainer):
+    pass
