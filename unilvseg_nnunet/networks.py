@@ -49,5 +49,7 @@ def build_temporal_network(configuration_manager, num_input_channels: int, num_o
                                  allow_init=True, deep_supervision=deep_supervision)
     clip = configuration_manager.configuration.get("unilvseg", {})
     period = int(clip.get("period", 1))
-    return PeriodWrapper(net, int(clip["frames"]), period) if period > 1 else net
+    if period == 1 or clip.get("layout") == "superimage":  # SuperImageNet interleaves sub-clips itself
+        return net
+    return PeriodWrapper(net, int(clip["frames"]), period)
 

@@ -35,7 +35,10 @@ HELPS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unilvseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="unilvseg",
+        description="UniLVSeg for nnU-Net v2: our commands beside nnU-Net's own (nnUNetv2_plan_and_preprocess, nnUNetv2_train, nnUNetv2_predict).",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         sub.add_parser(name, help=HELPS[name], add_help=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..encoders import ENCODERS
 from ..planning import ARCHS, DEFAULT_TIME_SPACING, add_configuration, configuration_name, temporal_configuration
 
 
@@ -14,7 +15,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--arch", choices=ARCHS, default="unet",
                         help="temporal network: nnU-Net's planned U-Net or the paper's 3D U-Net-S (residual units, PReLU)")
     parser.add_argument("--super-image", action="store_true", help="plan a super-image configuration instead (frames tiled into one 2D image)")
-    parser.add_argument("--encoder", default="unet", help="super-image encoder (default: nnU-Net's planned 2D U-Net)")
+    parser.add_argument("--encoder", default="unet", choices=("unet", *ENCODERS),
+                        help="super-image encoder (default: nnU-Net's planned 2D U-Net)")
+    parser.add_argument("--encoder-weights", type=Path, help="local weights file for the super-image encoder (never downloaded)")
     parser.add_argument("--time-spacing", type=float, default=DEFAULT_TIME_SPACING,
                         help="pixels per frame nnU-Net assumes when choosing where to pool time (topology only; no resampling)")
     parser.add_argument("--gpu-memory", type=float, default=8, help="GPU memory target in GB for nnU-Net's batch-size estimate")
@@ -36,7 +39,8 @@ def run(args) -> int:
 
         fingerprint = json.loads((folder / "dataset_fingerprint.json").read_text())
         name, cfg = superimage_configuration(plans, fingerprint, base=args.base, frames=args.frames or 16,
-                                             period=args.period or 5, encoder=args.encoder)
+                                             period=args.period or 5, encoder=args.encoder,
+                                             encoder_weights=args.encoder_weights, gpu_memory_gb=args.gpu_memory)
     else:
         frames, period = args.frames or 32, args.period or 1
         dataset_json = json.loads((folder / "dataset.json").read_text())
@@ -48,5 +52,5 @@ def run(args) -> int:
     print(f"added configuration {name!r} to {plans_path}: patch {cfg['patch_size']}, batch size {cfg['batch_size']}, "
           f"{cfg['architecture']['network_class_name'].rsplit('.', 1)[-1]}, strides {arch.get('strides')}")
     print(f"train: nnUNetv2_train {args.dataset} {name} 0 -tr "
-          f"{'SparseTemporalTrainer' if not args.super_image else '<super-image trainer>'} -device cpu|cuda")
+          f"{'SparseTemporalTrainer' if not args.super_image else 'SuperImageTrainer'} -device cpu|cuda")
     return 0

@@ -29,6 +29,12 @@ class Smoke(_Schedule):
     schedule = (2, 4, 2)
 
 
+class Demo(_Schedule):
+    """The CPU demo: 10 epochs of 12 iterations, 2 validation iterations (the same budget for every model)."""
+
+    schedule = (10, 12, 2)
+
+
 class FiveEpochs(_Schedule):
     """5 epochs, nnU-Net's iterations per epoch (as nnUNetTrainer_5epochs)."""
 
@@ -59,3 +65,7 @@ class AdamW:
 
 class nnUNetTrainer_smoke(Smoke, nnUNetTrainer):
     """Stock nnU-Net, smoke schedule only (the demo's baseline on CPU)."""
+
+
+class nnUNetTrainer_demo(Demo, NoMirroring, nnUNetTrainer):
+    """Stock nnU-Net with the demo's schedule and, like our demo trainers, no mirroring."""

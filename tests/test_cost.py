@@ -1,0 +1,40 @@
+"""fvcore cost figures: the counting convention, planned nnU-Net configurations, and the paper's Table IV."""
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from conftest import DATASET_ID, run_cmd
+from unilvseg_nnunet.cost import PAPER, count, encoder_costs, encoder_table, network_cost
+
+
+def test_one_multiply_add_is_one_flop():
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    result = count(conv, (1, 2, 8, 8))
+    assert result["gflops"] * 1e9 == 2 * 3 * 9 * 64
+    assert result["params_m"] * 1e6 == 2 * 3 * 9
+
+
+def test_paper_flops_are_those_of_128_pixel_frames():
+    """Counted like the authors (RGB in, one output), the paper's SI FLOPs are reproduced with 128x128 frames
+    (512x512 super images), not EchoNet's 112x112: the paper's Table IV/I figures are ~(128/112)^2 = 1.31x ours."""
+    rows = {r["encoder"]: r for r in encoder_costs(16, 5, 128, 3, 1, encoders=["resnet18", "mobilenetv3", "uniformer_s"])}
+    for name in rows:
+        assert rows[name]["gflops_per_frame"] == pytest.approx(PAPER[name]["gflops_per_frame"], rel=0.02)
+    assert rows["resnet18"]["gflops_single_pass"] == pytest.approx(PAPER["resnet18"]["gflops_single_pass"], rel=0.01)
+    table = encoder_table(list(rows.values()), 16, 5, 128, 3, 1)
+    assert "| resnet18 | 14.33 | 14.33 |" in table
+
+
+@pytest.mark.nnunet
+def test_planned_configurations_cost(preprocessed_dataset, nnunet_env):
+    """Stock nnU-Net 2d on 112x112 frames is the DESIGN cross-check (7.77 M, 2.32 GFLOPs/frame); 3D per frame = patch / frames."""
+    plans = preprocessed_dataset / "nnUNetPlans.json"
+    two_d = network_cost(plans, "2d")
+    assert two_d["frames"] == 1 and two_d["patch_size"] == [112, 112]
+    assert two_d["params_m"] == pytest.approx(7.77, abs=0.01)
+    assert two_d["gflops_per_frame"] == pytest.approx(2.32, abs=0.01)
+    three_d = network_cost(plans, "3d_fullres")
+    assert three_d["gflops_per_frame"] == pytest.approx(three_d["gflops"] / three_d["patch_size"][0])
+    out = run_cmd(["unilvseg", "cost", "-d", str(DATASET_ID), "-c", "2d"], env=nnunet_env).stdout
+    assert "| 2d | 112x112 | 7.77 |" in out

@@ -1,0 +1,88 @@
+"""Super image end to end through the real nnU-Net commands on the phantom, on CPU:
+`unilvseg plan --super-image` -> temporal-masking pretraining -> sparse fine-tuning with stock
+-pretrained_weights -> nnUNetv2_predict over whole videos -> `unilvseg cost -m`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import DATASET_ID, nnunet_model_folder, run_cmd
+from unilvseg_nnunet.dataset import FILE_ENDING
+from unilvseg_nnunet.files import read_volume
+
+pytestmark = pytest.mark.nnunet
+CONFIG = "si_f4t2"  # 4 frames tiled 2x2 (224x224 super images), period 2: cheap on CPU
+
+
+@pytest.fixture(scope="module")
+def si_configuration(preprocessed_dataset, nnunet_env) -> str:
+    run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--super-image", "--frames", "4", "--period", "2"], env=nnunet_env)
+    return CONFIG
+
+
+def test_plan_adds_super_image_configuration(si_configuration, preprocessed_dataset):
+    plans = json.loads((preprocessed_dataset / "nnUNetPlans.json").read_text())
+    cfg = plans["configurations"][si_configuration]
+    frame = plans["configurations"]["3d_fullres"]["patch_size"][1:]
+    assert cfg["inherits_from"] == "3d_fullres" and cfg["patch_size"] == [8, *frame]
+    assert cfg["architecture"]["network_class_name"] == "unilvseg_nnunet.superimage.SuperImageNet"
+    assert {k: cfg["unilvseg"][k] for k in ("frames", "period", "encoder", "layout")} == \
+        {"frames": 4, "period": 2, "encoder": "unet", "layout": "superimage"}
+    assert cfg["unilvseg"]["super_image_size"] == [2 * s for s in frame]
+
+
+def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset, tmp_path):
+    env = nnunet_env
+    run_cmd(["nnUNetv2_train", str(DATASET_ID), si_configuration, "0", "-tr", "SuperImageMaskingPretrainer_smoke",
+             "-device", "cpu"], env=env)
+    pretrained = nnunet_model_folder(env, "SuperImageMaskingPretrainer_smoke", si_configuration) / "fold_0" / "checkpoint_final.pth"
+    assert pretrained.is_file()
+
+    out = run_cmd(["nnUNetv2_train", str(DATASET_ID), si_configuration, "0", "-tr", "SuperImageTrainer_smoke",
+                   "-device", "cpu", "-pretrained_weights", str(pretrained)], env=env).stdout
+    assert "Loading pretrained weights" in out  # stock loader: every key but the heads matched in shape
+    model = nnunet_model_folder(env, "SuperImageTrainer_smoke", si_configuration)
+    summary = json.loads((model / "fold_0" / "validation" / "summary.json").read_text())
+    assert summary["metric_per_case"], "nnU-Net's validation predicted no case"
+
+    pred = tmp_path / "pred"
+    run_cmd(["nnUNetv2_predict", "-i", str(raw_dataset / "imagesTs"), "-o", str(pred), "-d", str(DATASET_ID),
+             "-c", si_configuration, "-tr", "SuperImageTrainer_smoke", "-f", "0", "--disable_tta", "-device", "cpu"], env=env)
+    images = sorted((raw_dataset / "imagesTs").glob(f"*_0000{FILE_ENDING}"))
+    assert images
+    for image in images:
+        seg = read_volume(pred / image.name.replace(f"_0000{FILE_ENDING}", FILE_ENDING))
+        assert seg.shape == read_volume(image).shape  # every frame of the whole video, any length
+        assert set(np.unique(seg)) <= {0, 1}
+
+    cost = run_cmd(["unilvseg", "cost", "-m", str(model)], env=env).stdout
+    assert f"| {model.name} | 8x" in cost
+
+
+def test_trainer_loads_local_encoder_weights_and_rejects_other_configurations(preprocessed_dataset, nnunet_env, tmp_path, monkeypatch):
+    """ImageNet-style weights named in the configuration reach the encoder when training starts (grey stem adapted)."""
+    import timm
+    import torch
+
+    from unilvseg_nnunet.superimage import superimage_configuration
+    from unilvseg_nnunet.trainers import SuperImageTrainer
+
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(k, nnunet_env[k])
+    rgb = timm.create_model("resnet18", pretrained=False)
+    torch.save(rgb.state_dict(), tmp_path / "resnet18.pth")
+    plans = json.loads((preprocessed_dataset / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((preprocessed_dataset / "dataset.json").read_text())
+    name, cfg = superimage_configuration(plans, None, frames=4, period=2, encoder="resnet18",
+                                         encoder_weights=tmp_path / "resnet18.pth")
+    plans["configurations"][name] = cfg
+    plans["continue_training"] = False  # nnUNetv2_train sets this key (nnU-Net 2.8), the trainer pops it
+    trainer = SuperImageTrainer(dict(plans), name, 0, dataset_json, device=torch.device("cpu"))
+    trainer.initialize()
+    assert not trainer.enable_deep_supervision
+    stem = trainer.network.net.encoder.model.conv1.weight
+    torch.testing.assert_close(stem, rgb.conv1.weight.sum(1, keepdim=True))
+    with pytest.raises(ValueError, match="not a super-image configuration"):
+        SuperImageTrainer(dict(plans), "3d_fullres", 0, dataset_json, device=torch.device("cpu"))

@@ -1,0 +1,18 @@
+"""``unilvseg demo``: the whole pipeline on the built-in phantom, on CPU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="working folder (default ./demo_out)")
+    parser.add_argument("--n", type=int, default=40, help="number of phantom videos (default 40)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
+
+
+def run(args) -> int:
+    from ..demo import run_demo
+
+    run_demo(args.out, n_videos=args.n, seed=args.seed, device=args.device)
+    return 0

@@ -1,0 +1,108 @@
+"""Trainers for super-image configurations (``unilvseg plan --super-image``): SuperImageTrainer
+(sparse labels) and SuperImageMaskingPretrainer (temporal masking), with schedule variants.
+
+Everything that matters is shared with the 3D approach: clips of F frames at stride T drawn
+around a labeled frame, the sparse frame-wise loss, video-safe augmentation, in-plane test-time
+mirroring. What differs: the network (:class:`~unilvseg_nnunet.superimage.SuperImageNet`, from
+the plans) has one full-resolution output, so deep supervision is off; and an encoder's ImageNet
+weights can come from a local file named in the configuration (``"unilvseg": {"encoder_weights"}``),
+loaded when training starts (never at prediction, where the checkpoint holds all weights).
+The network is built as nnU-Net builds any network from the plans (no extra period wrapper:
+SuperImageNet splits F*T-frame windows into T sub-clips itself), for SuperImageMaskingPretrainer
+(temporal masking, head sized to the input channels) and SuperImageTrainer alike, so
+``-pretrained_weights`` hands every weight but the head from one to the other.
+"""
+from __future__ import annotations
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from ..encoders import EncoderUNet, load_encoder_weights
+from ..planning import clip_settings, resolved_configuration
+from .pretraining import TemporalMaskingPretrainer
+from .schedules import AdamW, Demo, FiveEpochs, NoMirroring, Smoke
+from .sparse_temporal import SparseTemporalTrainer
+
+
+def _require_superimage(plans: dict, configuration: str) -> None:
+    settings = clip_settings(resolved_configuration(plans, configuration)) or {}
+    if settings.get("layout") != "superimage":
+        raise ValueError(f"configuration {configuration!r} is not a super-image configuration; add one with "
+                         f"`unilvseg plan -d ID --super-image` and train e.g. si_f16t5")
+
+
+class SuperImageTrainer(SparseTemporalTrainer):
+    """Sparse-label training of a super-image configuration (paper §II-C-2)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        _require_superimage(plans, configuration)
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = False
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                                   enable_deep_supervision: bool = True):
+        """The plans' SuperImageNet, built by nnU-Net's own builder; never deep supervision."""
+        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                        num_output_channels, False)
+
+    def initialize(self):
+        super().initialize()
+        path = clip_settings(self.configuration_manager.configuration).get("encoder_weights")
+        if path:
+            net = next((m for m in self.network.modules() if isinstance(m, EncoderUNet)), None)
+            if net is None:
+                raise ValueError(f"encoder_weights {path!r} given, but the configuration's network has no pretrained-style encoder")
+            n = load_encoder_weights(net.encoder, path)
+            self.print_to_log_file(f"loaded {n} encoder tensors ({net.encoder_name}) from {path}", also_print_to_console=True)
+
+
+class SuperImageMaskingPretrainer(TemporalMaskingPretrainer):
+    """Temporal-masking self-supervision (paper §II-A) for a super-image configuration."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        _require_superimage(plans, configuration)
+        super().__init__(plans, configuration, fold, dataset_json, device)
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                                   enable_deep_supervision: bool = True):
+        """The SI network with as many outputs as input channels (reconstruction)."""
+        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                        num_input_channels, False)
+
+
+class SuperImageMaskingPretrainer_AdamW(AdamW, SuperImageMaskingPretrainer):
+    """The paper's optimiser for pretraining."""
+
+
+class SuperImageMaskingPretrainer_5epochs(FiveEpochs, SuperImageMaskingPretrainer):
+    pass
+
+
+class SuperImageMaskingPretrainer_smoke(Smoke, SuperImageMaskingPretrainer):
+    pass
+
+
+class SuperImageTrainer_DiceOnly(SuperImageTrainer):
+    """The paper's loss: frame-wise Dice on labeled frames only."""
+
+    weight_ce = 0.0
+
+
+class SuperImageTrainer_AdamW(AdamW, SuperImageTrainer):
+    """The paper's optimiser (AdamW, lr 3e-4, weight decay 1e-5)."""
+
+
+class SuperImageTrainer_5epochs(FiveEpochs, SuperImageTrainer):
+    pass
+
+
+class SuperImageTrainer_smoke(Smoke, NoMirroring, SuperImageTrainer):
+    """Smoke schedule without mirroring: tests and CPU demos."""
+
+
+class SuperImageTrainer_demo(Demo, NoMirroring, SuperImageTrainer):
+    """The CPU demo's schedule (see schedules.Demo), no mirroring."""
