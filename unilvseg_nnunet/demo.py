@@ -20,6 +20,7 @@ from .conversion import convert_echonet
 
 DATASET_ID = 900
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_EchoPhantom"
+GPU_MEMORY_GB = 0.25
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _is_progress(line: str) -> bool:
     return any(k in line for k in keys)
 
 
-def run_demo(out: Path, n_videos: int = 40, seed: int = 0, device: str = "cpu") -> Path:
+def run_demo(out: Path, n_videos: int = 30, seed: int = 0, device: str = "cpu") -> Path:
     """Run the whole pipeline into ``out``; returns the path of the Markdown report."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,7 @@ def run_demo(out: Path, n_videos: int = 40, seed: int = 0, device: str = "cpu") 
 
     p.banner(f"phantom EchoNet-Dynamic dataset of {n_videos} videos")
     p.run(["unilvseg", "synth", str(echonet), "--n", str(n_videos), "--seed", str(seed),
-           "--min-frames", "90", "--max-frames", "160"], "synth")
+           "--min-frames", "60", "--max-frames", "110"], "synth")
 
     p.banner("videos -> nnU-Net raw dataset")
     print(f"  $ python conversion/echonet_to_nnunet.py {echonet} -d {DATASET_ID} -n EchoPhantom -np 2", flush=True)
@@ -107,13 +108,16 @@ def run_demo(out: Path, n_videos: int = 40, seed: int = 0, device: str = "cpu") 
     convert_echonet(echonet, DATASET_ID, "EchoPhantom", num_processes=2)
 
     p.banner("stock nnU-Net planning and preprocessing")
+    # A 0.25 GB memory target keeps nnU-Net's planned batch sizes small enough for a CPU (on a GPU, plan as usual).
     p.run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres", "-np", "2",
-           "--verify_dataset_integrity"], "plan_and_preprocess")
+           "-gpu_memory_target", str(GPU_MEMORY_GB), "--verify_dataset_integrity"], "plan_and_preprocess")
 
     p.banner("our configurations: 3D temporal (2D+t) and super image")
-    temporal, superimage = "3d_temporal_f16t1_unet_s", "si_f4t2"
-    p.run(["unilvseg", "plan", "-d", str(DATASET_ID), "--frames", "16", "--period", "1", "--arch", "unet_s"], "plan_temporal")
-    p.run(["unilvseg", "plan", "-d", str(DATASET_ID), "--super-image", "--frames", "4", "--period", "2"], "plan_superimage")
+    temporal, superimage = "3d_temporal_f8t1_unet_s", "si_f4t2"
+    p.run(["unilvseg", "plan", "-d", str(DATASET_ID), "--frames", "8", "--period", "1", "--arch", "unet_s",
+           "--gpu-memory", str(GPU_MEMORY_GB)], "plan_temporal")
+    p.run(["unilvseg", "plan", "-d", str(DATASET_ID), "--super-image", "--frames", "4", "--period", "2",
+           "--gpu-memory", str(GPU_MEMORY_GB)], "plan_superimage")
 
     models = demo_models(temporal, superimage)
     folders: dict[str, Path] = {}

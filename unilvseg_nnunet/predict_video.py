@@ -44,6 +44,16 @@ def ensure_ext_trainer_path() -> str | None:
     return None
 
 
+def parse_folds(values: list[str] | None) -> list | None:
+    """``-f`` values as nnU-Net takes them: fold numbers or 'all'; None keeps the model's folds."""
+    if values is None:
+        return None
+    bad = [f for f in values if not (f == "all" or f.isdigit())]
+    if bad:
+        raise ValueError(f"-f takes fold numbers or 'all', got {bad} (put -f after the other arguments)")
+    return [f if f == "all" else int(f) for f in values]
+
+
 def check_model_folder(model_folder, folds=None, checkpoint: str = "checkpoint_final.pth") -> list:
     """Validate an nnU-Net trainer output folder; return the folds to use (all with ``checkpoint`` if None)."""
     mf = Path(model_folder)

@@ -150,7 +150,7 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
     """Plan a super-image configuration for ``plans`` (the dict of nnUNetPlans.json); returns (name, config).
 
     The config ``"inherits_from": base`` (its preprocessed 3D data is reused), has patch
-    (F*T, H, W) with (H, W) the base patch's frame size, and a ``"unilvseg"`` key read by our
+    (F*T, H, W) with (H, W) the median frame size, and a ``"unilvseg"`` key read by our
     trainers. The 2D U-Net topology (or, for another encoder, just the batch size) comes from
     the dataset's own nnU-Net planner (the class recorded in the plans, e.g. ExperimentPlanner or
     a ResEnc planner) planning a 2D configuration of median size sqrt(F)*H x sqrt(F)*W. The
@@ -184,7 +184,7 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
     base_cfg = manager.get_configuration(base)
     if len(base_cfg.patch_size) != 3:
         raise ValueError(f"base configuration {base!r} is not 3D (patch {base_cfg.patch_size})")
-    h, w = (int(v) for v in base_cfg.patch_size[1:])
+    h, w = (int(round(v)) for v in base_cfg.median_image_size_in_voxels[1:])  # whole frames, whatever the base patch
     if planner is None:
         planner = manager.experiment_planner_class(plans["dataset_name"], plans_name=plans["plans_name"])
     if fingerprint is not None:

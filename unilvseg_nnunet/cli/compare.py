@@ -20,18 +20,18 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..compare import compare, comparison_markdown, parse_models
     from ..evaluation import EvaluationError
-    from ..predict_video import PredictionError
+    from ..predict_video import PredictionError, parse_folds
 
     try:
         models = parse_models(args.models)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    bad = [f for f in args.folds or [] if not (f == "all" or f.isdigit())]
-    if bad:
-        print(f"error: -f takes fold numbers or 'all', got {bad} (put -f after the other arguments)", file=sys.stderr)
+    try:
+        folds = parse_folds(args.folds)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    folds = None if args.folds is None else [f if f == "all" else int(f) for f in args.folds]
     try:
         result = compare(args.dataset, models, args.output, device=args.device, folds=folds, checkpoint=args.checkpoint,
                          n_boot=args.n_boot, seed=args.seed, video_plots=args.video_plots)

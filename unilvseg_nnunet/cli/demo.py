@@ -6,7 +6,7 @@ from pathlib import Path
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="working folder (default ./demo_out)")
-    parser.add_argument("--n", type=int, default=40, help="number of phantom videos (default 40)")
+    parser.add_argument("--n", type=int, default=30, help="number of phantom videos (default 30)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
 

@@ -17,13 +17,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..predict_video import PredictionError, predict_videos
+    from ..predict_video import PredictionError, parse_folds, predict_videos
 
-    bad = [f for f in args.folds or [] if not (f == "all" or f.isdigit())]
-    if bad:
-        print(f"error: -f takes fold numbers or 'all', got {bad} (put -f after the other arguments)", file=sys.stderr)
+    try:
+        folds = parse_folds(args.folds)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    folds = None if args.folds is None else [f if f == "all" else int(f) for f in args.folds]
     try:
         summary = predict_videos(args.input, args.model, args.output, folds=folds, checkpoint=args.checkpoint,
                                  device=args.device, fps=args.fps)

@@ -9,7 +9,7 @@ from torch import nn
 from ..files import atomic_path, write_json
 from ..masking import TemporalMaskingTransform
 from .clip_loader import SparseClipDataLoader
-from .schedules import Demo, AdamW, FiveEpochs, Smoke
+from .schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, Smoke
 from .sparse_temporal import SparseTemporalTrainer
 from .video_transforms import video_training_transforms, video_validation_transforms
 
@@ -114,5 +114,5 @@ class TemporalMaskingPretrainer_smoke(Smoke, TemporalMaskingPretrainer):
     pass
 
 
-class TemporalMaskingPretrainer_demo(Demo, TemporalMaskingPretrainer):
-    """The CPU demo's schedule (see schedules.Demo)."""
+class TemporalMaskingPretrainer_demo(Demo, NoFinalValidation, TemporalMaskingPretrainer):
+    """The CPU demo's schedule (see schedules.Demo), no final validation."""

@@ -30,9 +30,9 @@ class Smoke(_Schedule):
 
 
 class Demo(_Schedule):
-    """The CPU demo: 10 epochs of 12 iterations, 2 validation iterations (the same budget for every model)."""
+    """The CPU demo: 12 epochs of 15 iterations, 1 validation iteration (the same budget for every model)."""
 
-    schedule = (10, 12, 2)
+    schedule = (12, 15, 1)
 
 
 class FiveEpochs(_Schedule):
@@ -48,6 +48,14 @@ class NoMirroring:
         rotation, dummy_2d, initial_patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
         return rotation, dummy_2d, initial_patch_size, None
+
+
+class NoFinalValidation:
+    """Skip nnU-Net's sliding-window validation after training: the demo scores the test split with
+    ``unilvseg compare`` instead, and on a CPU the validation would cost as much as the training."""
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self.print_to_log_file("final validation skipped (NoFinalValidation)", also_print_to_console=True)
 
 
 class AdamW:
@@ -67,5 +75,5 @@ class nnUNetTrainer_smoke(Smoke, nnUNetTrainer):
     """Stock nnU-Net, smoke schedule only (the demo's baseline on CPU)."""
 
 
-class nnUNetTrainer_demo(Demo, NoMirroring, nnUNetTrainer):
-    """Stock nnU-Net with the demo's schedule and, like our demo trainers, no mirroring."""
+class nnUNetTrainer_demo(Demo, NoMirroring, NoFinalValidation, nnUNetTrainer):
+    """Stock nnU-Net with the demo's schedule and, like our demo trainers, no mirroring and no final validation."""

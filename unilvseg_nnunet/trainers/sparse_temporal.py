@@ -16,7 +16,7 @@ from ..losses import SparseFrameLoss, deep_supervision_weights
 from ..networks import build_temporal_network
 from ..planning import clip_settings, with_temporal_configuration
 from .clip_loader import SparseClipDataLoader
-from .schedules import Demo, AdamW, FiveEpochs, NoMirroring, Smoke
+from .schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
 from .video_transforms import video_training_transforms, video_validation_transforms
 
 ROTATION_DEGREES = 15  # about the viewing axis only; echo views have a canonical orientation
@@ -119,5 +119,5 @@ class SparseTemporalTrainer_smoke(Smoke, NoMirroring, SparseTemporalTrainer):
     """Tests and CPU demos: 2 epochs of 4 iterations, no mirroring (so validation and prediction skip test-time mirroring)."""
 
 
-class SparseTemporalTrainer_demo(Demo, NoMirroring, SparseTemporalTrainer):
-    """The CPU demo's schedule (see schedules.Demo), no mirroring."""
+class SparseTemporalTrainer_demo(Demo, NoMirroring, NoFinalValidation, SparseTemporalTrainer):
+    """The CPU demo's schedule (see schedules.Demo), no mirroring, no final validation."""

@@ -20,7 +20,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from ..encoders import EncoderUNet, load_encoder_weights
 from ..planning import clip_settings, resolved_configuration
 from .pretraining import TemporalMaskingPretrainer
-from .schedules import AdamW, Demo, FiveEpochs, NoMirroring, Smoke
+from .schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
 from .sparse_temporal import SparseTemporalTrainer
 
 
@@ -104,5 +104,5 @@ class SuperImageTrainer_smoke(Smoke, NoMirroring, SuperImageTrainer):
     """Smoke schedule without mirroring: tests and CPU demos."""
 
 
-class SuperImageTrainer_demo(Demo, NoMirroring, SuperImageTrainer):
-    """The CPU demo's schedule (see schedules.Demo), no mirroring."""
+class SuperImageTrainer_demo(Demo, NoMirroring, NoFinalValidation, SuperImageTrainer):
+    """The CPU demo's schedule (see schedules.Demo), no mirroring, no final validation."""
