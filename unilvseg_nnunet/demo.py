@@ -139,10 +139,58 @@ def run_demo(out: Path, n_videos: int = 30, seed: int = 0, device: str = "cpu") 
             args += ["-m", f"{m.label}={folders[m.label]}"]
     p.run(args, "compare")
 
-    report = compare_dir / "comparison.md"
-    print(f"\nDone in {time.time() - p.t0:.0f} s. Report: {report}")
-    print(report.read_text() if report.is_file() else "")
+    p.banner("report with predicted contours")
+    labels = [m.label for m in models if not m.trainer.startswith("TemporalMasking")]
+    report = write_report(out, raw, compare_dir, labels)
+    print(f"\nDone in {time.time() - p.t0:.0f} s. Report: {report}\n")
+    print((compare_dir / "comparison.md").read_text())
     return report
+
+
+def contour_montage(raw: Path, compare_dir: Path, labels: list[str], case: str, path: Path) -> Path:
+    """One row per model (first row: the reference tracing), columns ED, ES and untraced frames between them."""
+    import cv2
+    import numpy as np
+
+    from .compare import folder_names
+    from .dataset import FILE_ENDING, read_case_metadata
+    from .files import atomic_path, read_volume
+    from .overlay import overlay_frames
+
+    meta = read_case_metadata(raw, case)
+    ed, es = meta["ed_frame"], meta["es_frame"]
+    frames = read_volume(raw / "imagesTs" / f"{case}_0000{FILE_ENDING}")
+    columns = sorted({ed, es, *np.linspace(min(ed, es), max(ed, es), 5).round().astype(int)})[:6]
+    reference = (read_volume(raw / "labelsTs" / f"{case}{FILE_ENDING}") == 1).astype(np.uint8)
+    names = folder_names(labels)
+    rows = [("reference (traced frames only)", reference)]
+    rows += [(label, read_volume(compare_dir / names[label] / "predictions" / f"{case}{FILE_ENDING}")) for label in labels]
+    tiles = []
+    for title, mask in rows:
+        row = overlay_frames(frames[columns], mask[columns], scale=2, ed=[columns.index(ed)], es=[columns.index(es)])
+        strip = np.concatenate(list(row), axis=1)
+        band = np.zeros((18, strip.shape[1], 3), np.uint8)
+        cv2.putText(band, f"{title}: frames {', '.join(map(str, columns))}", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles += [band, strip]
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), np.concatenate(tiles, axis=0))
+    return path
+
+
+def write_report(out: Path, raw: Path, compare_dir: Path, labels: list[str]) -> Path:
+    """demo_out/report.md: the comparison table, the bubble plot and predicted contours on one test video."""
+    from .dataset import iter_case_metadata
+    from .files import write_text
+
+    case = next(m["case"] for m in iter_case_metadata(raw) if m["subset"] == "imagesTs")
+    montage = contour_montage(raw, compare_dir, labels, case, out / "contours.png")
+    text = (f"# unilvseg demo\n\nPhantom dataset, short CPU training, test split.\n\n"
+            f"{(compare_dir / 'comparison.md').read_text()}\n\n![accuracy vs cost]({(compare_dir / 'bubble.png').relative_to(out)})\n\n"
+            f"## Predicted contours on test video {case}\n\nColumns: frames from ED to ES (only ED and ES are traced).\n\n"
+            f"![contours]({montage.relative_to(out)})\n\nPer-model evaluations (area curves, EF, temporal consistency): "
+            f"`{compare_dir.relative_to(out)}/<model>/evaluation/report.md`.\n")
+    write_text(out / "report.md", text)
+    return out / "report.md"
 
 
 def _slug(label: str) -> str:
