@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One prepared GPU benchmark for a lent machine (H100/H200), finishing within 8 minutes:
+#   1. training it/s: SparseTemporalTrainer vs stock nnUNetTrainer on 3d_temporal (same batch),
+#      SuperImageTrainer on si_f16t5; data loading in 8 background workers as nnU-Net does on GPU;
+#   2. inference frames/s through nnUNetv2_predict -device cuda --disable_tta: stock 2d, 3d_temporal,
+#      3d_temporal_unet_s, si_f16t5 on 4 videos of 180 frames (best of 2 rounds), and memory on one 1,000-frame video.
+# It needs nothing from the network: it synthesises its own phantom data and uses the machine's torch
+# (with CUDA). The lent machines' image (Python 3.12, torch, timm, opencv, scikit-image, pandas) lacks
+# nnunetv2 and a few of its dependencies: when nnunetv2 is missing, every wheel in $WHEELS (default
+# bench_out/wheels, an ignored folder: name it in the device tool's `carry`) is installed with
+# `pip install --no-index --no-deps`. Prepare that folder on a machine that reaches PyPI, e.g.
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+#     -d bench_out/wheels nnunetv2==2.8.1 dynamic-network-architectures batchgenerators batchgeneratorsv2 \
+#     acvl-utils SimpleITK blosc2 ndindex numexpr fvcore iopath yacs connected-components-3d nibabel
+# (SimpleITK's wheel alone is about 50 MB of the 64 MiB a device call may carry). The script lists
+# any module still missing and stops at once, so a failed try costs little device time. This
+# repository is installed with `pip install --no-deps --no-build-isolation -e .` when possible,
+# else used through PYTHONPATH.
+#
+# Run from the repository root:   OUT=/some/folder bash bench/gpu_check.sh
+# Dry run of the same steps on CPU at tiny sizes (checks the script anywhere): DEVICE=cpu bash bench/gpu_check.sh
+# With the device tool:           run(command="bash bench/gpu_check.sh", timeout_s=540, carry=["bench_out/wheels"])
+# Results: $OUT/training.json, $OUT/inference.json, $OUT/gpu_check.log, $OUT/nvidia_smi.txt, $OUT/logs.tar.gz.
+# Then, on the development machine: copy them to bench_out/gpu/ and run
+#   python bench/run_all.py --report-only     (adds the GPU section to BENCHMARKS.md)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench_out/gpu}"
+WORK="${WORK:-/tmp/unilvseg_gpu_work}"
+PY="${PYTHON:-python3}"
+DEVICE="${DEVICE:-cuda}"
+WHEELS="${WHEELS:-bench_out/wheels}"
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+t0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - t0 )); }
+
+echo "== gpu_check $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname), python: $($PY --version 2>&1)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia_smi.txt" 2>&1; cat "$OUT/nvidia_smi.txt"
+if [ "$DEVICE" = cpu ]; then
+    SIZES=(--small); TRAIN=(--iterations 2 --warmup 1 --n-proc-da 1); INFER=(); echo "== DRY RUN on CPU, tiny sizes"
+else
+    SIZES=(); TRAIN=(--iterations 30 --warmup 5 --n-proc-da 8); INFER=(--videos 4 --frames 180 --rounds 2 --long-frames 1000)
+    if ! $PY -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.cuda.is_available()); sys.exit(not torch.cuda.is_available())"; then
+        echo "FATAL: no torch with CUDA under $PY"; exit 2
+    fi
+fi
+if ! $PY -c "import nnunetv2" 2>/dev/null; then
+    if [ -d "$WHEELS" ]; then
+        echo "== installing the wheels of $WHEELS (no index, no dependency resolution)"
+        $PY -m pip install -q --no-index --no-deps "$WHEELS"/*.whl || true
+    fi
+    $PY -c "import nnunetv2" || { echo "FATAL: nnunetv2 not importable and no usable wheels in $WHEELS"; exit 2; }
+fi
+if [ "$DEVICE" != cpu ]; then  # the dry run leaves the local environment alone
+    $PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 && echo "installed this repository (editable)" \
+        || echo "pip install -e . failed: using PYTHONPATH"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export nnUNet_compile=f
+missing=$($PY - <<'EOF'
+import importlib.util
+mods = ["nnunetv2", "dynamic_network_architectures", "batchgenerators", "batchgeneratorsv2", "acvl_utils", "blosc2",
+        "SimpleITK", "cv2", "fvcore", "timm", "skimage"]
+print(" ".join(m for m in mods if importlib.util.find_spec(m) is None))
+EOF
+)
+[ -n "$missing" ] && { echo "FATAL: missing modules: $missing"; exit 2; }
+echo "== environment ready after $(elapsed) s"
+
+status=0
+echo "== training (limit 200 s)"
+timeout 200 $PY bench/bench_training.py --device "$DEVICE" ${SIZES[@]+"${SIZES[@]}"} "${TRAIN[@]}" --workdir "$WORK" --out "$OUT" || { echo "training bench failed or timed out ($?)"; status=1; }
+echo "== after $(elapsed) s"
+echo "== inference (limit $(( 450 - $(elapsed) )) s)"
+timeout $(( 450 - $(elapsed) )) $PY bench/bench_inference.py --device "$DEVICE" ${SIZES[@]+"${SIZES[@]}"} ${INFER[@]+"${INFER[@]}"} --workdir "$WORK" --out "$OUT" || { echo "inference bench failed or timed out ($?)"; status=1; }
+tar czf "$OUT/logs.tar.gz" -C "$WORK" logs 2>/dev/null  # one file: the device tool returns at most 8
+echo "== gpu_check done in $(elapsed) s, status $status"
+exit $status
