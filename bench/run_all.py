@@ -232,7 +232,7 @@ def write_report(out: Path, runs: dict, small: bool, path: Path) -> None:
     summary += conv_rows
     sections += ["## Conversion", "", "Our converter against the bare floor of the same work (decode each video, write the same "
                  "arrays in the same format, nothing else), 1 and 2 processes, and what the output format costs "
-                 "(bench/bench_conversion.py, the conversion teammate's):", "", *conv, ""]
+                 "(bench/bench_conversion.py):", "", *conv, ""]
 
     def cmd(step, default):
         return _rel(runs.get(step, {}).get("command") or (res[step] or {}).get("command") or default)

@@ -69,7 +69,7 @@ def preprocessed_dataset(raw_dataset, nnunet_env) -> Path:
     return Path(nnunet_env["nnUNet_preprocessed"]) / DATASET_NAME
 
 
-# --- tiny temporal models (temporal teammate) -------------------------------------------------
+# --- tiny temporal models, trained once per session -------------------------------------------------
 TEMPORAL_CONFIGURATION = "3d_temporal_f8t1_unet_s"  # 8-frame clips, paper's 3D U-Net-S: cheap on CPU
 
 
