@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 import SimpleITK as sitk
 
@@ -56,6 +57,23 @@ def write_volume(path: str | os.PathLike, array: np.ndarray, spacing=(1.0, 1.0, 
     img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
     with atomic_path(path) as tmp:
         sitk.WriteImage(img, str(tmp), useCompression=compress)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Write (T, H, W) grey or (T, H, W, 3) BGR uint8 frames as an MJPG AVI, atomically."""
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = np.repeat(frames[..., None], 3, axis=-1)  # grey stored in three identical channels, as EchoNet
+    h, w = frames.shape[1:3]
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (w, h))
+        if not writer.isOpened():
+            raise RuntimeError(f"{path}: OpenCV cannot open an MJPG video writer")
+        try:
+            for frame in frames:
+                writer.write(np.ascontiguousarray(frame))
+        finally:
+            writer.release()
 
 
 def read_volume(path: str | os.PathLike) -> np.ndarray:

@@ -6,7 +6,7 @@ import os
 import cv2
 import numpy as np
 
-from .files import atomic_path
+from .files import write_video
 
 CONTOUR_BGR = (0, 255, 255)  # yellow
 ED_BGR = (60, 60, 255)  # red
@@ -45,14 +45,4 @@ def overlay_frames(frames: np.ndarray, mask: np.ndarray, scale: int = 3, ed=(), 
 def write_overlay_video(path: str | os.PathLike, frames: np.ndarray, mask: np.ndarray, fps: float,
                         scale: int = 3, ed=(), es=(), disks=None) -> None:
     """Write the overlay (see :func:`overlay_frames`) as an MJPG AVI atomically; RuntimeError if OpenCV cannot encode."""
-    bgr = overlay_frames(frames, mask, scale, ed, es, disks)
-    h, w = bgr.shape[1:3]
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (w, h))
-        if not writer.isOpened():
-            raise RuntimeError(f"{path}: OpenCV cannot open an MJPG video writer")
-        try:
-            for frame in bgr:
-                writer.write(frame)
-        finally:
-            writer.release()
+    write_video(path, overlay_frames(frames, mask, scale, ed, es, disks), fps)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from unilvseg_nnunet.echonet import ejection_fraction, volume_by_disks
-from unilvseg_nnunet.files import atomic_path, write_json, write_text
+from unilvseg_nnunet.files import write_json, write_text, write_video
 
 FILELIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split")
 TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
@@ -482,16 +482,7 @@ def _phantom_video(seed: int, index: int, frames, fps: float, size: int) -> Phan
 
 def write_avi(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
     """Write (T, H, W) uint8 grey frames as an MJPG AVI with three identical channels, atomically."""
-    T, H, W = frames.shape
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (W, H))
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write MJPG video {path}")
-        try:
-            for frame in frames:
-                writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
-        finally:
-            writer.release()
+    write_video(path, frames, fps)
 
 
 def synthesize(out_dir, n: int = 20, seed: int = 0, frames=(28, 200), splits=None, fps: float = 50.0,
