@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unilvseg_nnunet.echonet import read_filelist  # noqa: E402
+from unilvseg_nnunet.data.echonet import read_filelist  # noqa: E402
 
 
 def floor_one(args) -> int:
@@ -69,7 +69,7 @@ def run_floor(videos: list[Path], out: Path, processes: int, ending: str = ".mha
 
 
 def run_ours(src: Path, raw: Path, processes: int, **kw) -> float:
-    from unilvseg_nnunet.conversion import convert_echonet
+    from unilvseg_nnunet.data.conversion import convert_echonet
 
     shutil.rmtree(raw, ignore_errors=True)
     raw.mkdir(parents=True)
@@ -86,7 +86,7 @@ def folder_mib(path: Path) -> float:
 
 def source_videos(work: Path, n: int, frames: int) -> Path:
     """The phantom source folder, synthesised once per (n, frames)."""
-    from unilvseg_nnunet.phantom import synthesize
+    from unilvseg_nnunet.data.phantom import synthesize
 
     src = work / f"echonet_n{n}_f{frames}"
     if not (src / "FileList.csv").is_file():

@@ -2,10 +2,10 @@
 """Cost: parameters and GFLOPs per frame (fvcore, one multiply-add = one flop) of every configuration.
 
 Configurations of the phantom dataset's plans (112x112 frames, like EchoNet-Dynamic), each network
-built by the trainer that trains it, exactly as nnUNetv2_predict builds it (unilvseg_nnunet.cost):
+built by the trainer that trains it, exactly as nnUNetv2_predict builds it (unilvseg_nnunet.evaluation.cost):
 stock ``2d`` and ``3d_fullres`` (nnUNetTrainer), ``3d_temporal`` and ``3d_temporal_unet_s`` (F=32,
 T=1; SparseTemporalTrainer), ``si_f16t5`` (SuperImageTrainer, nnU-Net's planned 2D U-Net); then the
-super-image network with every encoder at F=16, T=5 (unilvseg_nnunet.cost.encoder_costs). Per frame
+super-image network with every encoder at F=16, T=5 (unilvseg_nnunet.evaluation.cost.encoder_costs). Per frame
 = one patch's flops / frames in the patch. The paper's Tables I and IV beside them.
 
     python bench/bench_cost.py [--small]
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     names = SMALL if args.small else list(CONFIGURATIONS)
     plans = common.prepare_dataset(args.workdir, args.small, names)
 
-    from unilvseg_nnunet.cost import configuration_table, encoder_costs, encoder_table, network_cost
+    from unilvseg_nnunet.evaluation.cost import configuration_table, encoder_costs, encoder_table, network_cost
 
     rows, errors = [], {}
     for name in names:

@@ -49,7 +49,7 @@ def make_model(trainer: str, configuration: str, plans: dict, dataset_json: dict
 def write_videos(folder: Path, count: int, frames: int, seed: int) -> int:
     """``count`` phantom videos of ``frames`` frames as nnU-Net input images (cached); returns total frames."""
     from unilvseg_nnunet.files import write_volume
-    from unilvseg_nnunet.phantom import synthesize_video
+    from unilvseg_nnunet.data.phantom import synthesize_video
 
     names = [folder / f"video{i:03d}_0000.mha" for i in range(count)]
     if not all(n.is_file() for n in names):

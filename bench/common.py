@@ -24,6 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from unilvseg_nnunet import workspace  # noqa: E402
+from unilvseg_nnunet.workspace import command  # noqa: E402,F401  (used by the bench scripts)
 OUT = REPO / "bench_out"
 START_LOAD = os.getloadavg()[0]  # load average when the bench script started
 DATASET_ID = 950
@@ -42,14 +44,6 @@ PLAN_ARGS = {
 }
 
 
-# commands run as `python -c` on their entry point: no dependence on console scripts being on PATH
-ENTRY_POINTS = {
-    "unilvseg": "unilvseg_nnunet.cli:main",
-    "nnUNetv2_plan_and_preprocess": "nnunetv2.experiment_planning.plan_and_preprocess_entrypoints:plan_and_preprocess_entry",
-    "nnUNetv2_predict": "nnunetv2.inference.predict_from_raw_data:predict_entry_point",
-}
-
-
 def parser(doc: str) -> argparse.ArgumentParser:
     """Argument parser with the options every bench script shares."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,27 +54,10 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
-def command(cmd: list[str]) -> list[str]:
-    """``cmd`` with a known console-script name replaced by this interpreter running its entry point."""
-    if cmd[0] in ENTRY_POINTS:
-        module, func = ENTRY_POINTS[cmd[0]].split(":")
-        code = f"import sys; from {module} import {func}; sys.argv[0] = {cmd[0]!r}; sys.exit({func}())"
-        return [sys.executable, "-c", code, *cmd[1:]]
-    return cmd
-
-
 def nnunet_env(workdir: Path) -> dict:
-    """Environment for nnU-Net commands on ``workdir``: its own raw/preprocessed/results folders,
-    our trainers, no torch.compile, unbuffered output (so line arrival times mean something)."""
-    env = dict(os.environ)
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (workdir / var).mkdir(parents=True, exist_ok=True)
-        env[var] = str(workdir / var)
-    env["nnUNet_extTrainer"] = str(REPO / "trainers")
-    env["nnUNet_compile"] = "f"
-    env.setdefault("nnUNet_n_proc_DA", "1")
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # works uninstalled too
+    """The package's workspace environment on ``workdir`` (works uninstalled too: the checkout is on PYTHONPATH)."""
+    env = workspace.nnunet_env(workdir)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
 
 
@@ -94,13 +71,8 @@ def use_env(workdir: Path) -> dict:
 
 
 def run(cmd: list[str], env: dict, log: Path | None = None) -> None:
-    """Run a command (see :func:`command`); raise with its output tail on failure."""
-    cmd = command(cmd)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if log is not None:
-        log.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-4000:]}")
+    """Run a workspace command; raise with its output tail on failure."""
+    workspace.run(cmd, env, log=log)
 
 
 def plans_path(workdir: Path) -> Path:
@@ -133,7 +105,7 @@ def prepare_dataset(workdir: Path, small: bool, configurations=()) -> Path:
     if not (marker.is_file() and json.loads(marker.read_text()) == key and plans_path(workdir).is_file()):
         import shutil
 
-        from unilvseg_nnunet.phantom import synthesize
+        from unilvseg_nnunet.data.phantom import synthesize
 
         for sub in ("echonet", f"nnUNet_raw/{DATASET_NAME}", f"nnUNet_preprocessed/{DATASET_NAME}", f"nnUNet_results/{DATASET_NAME}"):
             shutil.rmtree(workdir / sub, ignore_errors=True)

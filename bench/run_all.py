@@ -201,7 +201,7 @@ def memory_rows(r: dict) -> tuple[list[str], list[str]]:
 
 
 def cost_rows(r: dict) -> tuple[list[str], list[str]]:
-    from unilvseg_nnunet.cost import encoder_table
+    from unilvseg_nnunet.evaluation.cost import encoder_table
 
     table = ["| Configuration | Trainer | Patch | Params (M) | paper | GFLOPs / patch | GFLOPs / frame | paper | 2d / this |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]

@@ -4,49 +4,38 @@ real nnU-Net commands on CPU. Fixtures are lazy: a test pays only for what it as
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from unilvseg_nnunet import workspace
+
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 DATASET_ID = 901
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_Phantom"
 
 
-def run_cmd(args: list[str], env: dict | None = None, timeout: int = 900, cwd=None) -> subprocess.CompletedProcess:
-    """Run a command (first item resolved in the venv's bin folder), fail the test with its output."""
-    exe = args[0]
-    if (BIN / exe).exists():
-        exe = str(BIN / exe)
-    proc = subprocess.run([exe, *args[1:]], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        pytest.fail(f"command failed ({proc.returncode}): {' '.join(args)}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}")
-    return proc
+def run_cmd(args: list[str], env: dict | None = None, timeout: int = 900) -> str:
+    """Run a workspace command (nnU-Net's or ours, this interpreter); fail the test with its output."""
+    try:
+        return workspace.run(args, env if env is not None else dict(os.environ), timeout=timeout)
+    except workspace.CommandError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="session")
 def nnunet_env(tmp_path_factory) -> dict:
     """Environment with nnU-Net's path variables in a temporary folder and our trainer folder."""
-    root = tmp_path_factory.mktemp("nnunet")
-    env = dict(os.environ)
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (root / var).mkdir()
-        env[var] = str(root / var)
-    env["nnUNet_extTrainer"] = str(REPO / "trainers")
-    env["nnUNet_compile"] = "f"
-    env["nnUNet_n_proc_DA"] = "1"
-    env["nnUNet_def_n_proc"] = "2"  # nnU-Net otherwise starts 8 export workers per validation/prediction
-    env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "2")
+    env = workspace.nnunet_env(tmp_path_factory.mktemp("nnunet"), threads=2)
+    env["nnUNet_extTrainer"] = str(REPO / "trainers")  # the checkout's folder, as the README tells users
     return env
 
 
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """A small phantom in EchoNet-Dynamic format: 10 TRAIN, 3 VAL, 3 TEST short videos."""
-    from unilvseg_nnunet.phantom import synthesize
+    from unilvseg_nnunet.data.phantom import synthesize
 
     out = tmp_path_factory.mktemp("echonet_phantom")
     synthesize(out, n=16, seed=0, frames=(36, 72), splits=(10, 3, 3))

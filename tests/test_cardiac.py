@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from skimage.draw import ellipse
 
-from unilvseg_nnunet import cardiac
-from unilvseg_nnunet.echonet import tracing_mask, volume_by_disks
+from unilvseg_nnunet.evaluation import cardiac
+from unilvseg_nnunet.data.echonet import tracing_mask, volume_by_disks
 
 
 def ellipse_mask(a, b, rotation=0.0, shape=(112, 112), centre=(56, 56)):
@@ -139,8 +139,8 @@ def test_video_readout_beat_by_beat_ef():
 def test_phantom_ground_truth_masks_reproduce_tracing_ef_and_ed_es(seed):
     # the phantom knows its cavity in every frame: EF from those masks (long axis found from the mask)
     # must match EF from the phantom's EchoNet-style tracings, and the detected ED/ES hit the traced frames
-    from unilvseg_nnunet.echonet import ejection_fraction
-    from unilvseg_nnunet.phantom import synthesize_video
+    from unilvseg_nnunet.data.echonet import ejection_fraction
+    from unilvseg_nnunet.data.phantom import synthesize_video
 
     v = synthesize_video(seed, n_frames=120)
     ef_tracings = ejection_fraction(volume_by_disks(*v.tracings[v.ed_frame].T), volume_by_disks(*v.tracings[v.es_frame].T))

@@ -5,15 +5,17 @@ import shutil
 import pytest
 
 from unilvseg_nnunet.cli import main
-from unilvseg_nnunet.compare import bubble_plot, comparison_markdown, folder_names, parse_models
-from unilvseg_nnunet.dataset import FILE_ENDING
-from unilvseg_nnunet.evaluation import evaluate, jsonable
-from unilvseg_nnunet.predict_video import PredictionError
+from unilvseg_nnunet.errors import UnilvsegError
+from unilvseg_nnunet.evaluation.compare import bubble_plot, comparison_markdown, folder_names, parse_models
+from unilvseg_nnunet.data.dataset import FILE_ENDING
+from unilvseg_nnunet.evaluation.reports import jsonable
+from unilvseg_nnunet.evaluation.scoring import evaluate
+from unilvseg_nnunet.inference.predictor import PredictionError
 
 def test_parse_models_and_folder_names():
     assert {k: str(v) for k, v in parse_models(["a=/x/y", "Ours 3D + SSL=rel"]).items()} == {"a": "/x/y", "Ours 3D + SSL": "rel"}
     for bad, msg in ((["nofolder"], "NAME=MODEL_FOLDER"), (["a=x", "a=y"], "given twice"), (["=x"], "NAME=MODEL_FOLDER")):
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(UnilvsegError, match=msg):
             parse_models(bad)
     assert folder_names(["nnU-Net 2d (stock)", "Ours 3D + SSL", "Ours 3D  SSL", "../x"]) == {
         "nnU-Net 2d (stock)": "nnU-Net_2d_stock", "Ours 3D + SSL": "Ours_3D_SSL", "Ours 3D  SSL": "Ours_3D_SSL_2", "../x": "x"}
@@ -30,7 +32,7 @@ def test_compare_table(tiny_3d_model, raw_dataset, nnunet_env, tmp_path, monkeyp
     tests = sorted(p.name for p in (raw_dataset / "labelsTs").glob(f"*{FILE_ENDING}"))
     assert result["n_cases"] == len(tests) and result["tta"] is False and result["ci_level"] == 0.95
     [r] = result["models"]
-    from unilvseg_nnunet.cost import network_cost
+    from unilvseg_nnunet.evaluation.cost import network_cost
 
     cost = network_cost(tiny_3d_model)
     assert sorted(p.name for p in (out / "Ours_3D" / "predictions").glob(f"*{FILE_ENDING}")) == tests
@@ -78,9 +80,9 @@ def test_compare_checks_every_model_before_predicting(tiny_3d_model, raw_dataset
     for name in ("plans.json", "dataset.json"):
         shutil.copy(tiny_3d_model / name, broken)
     out = tmp_path / "cmp"
-    from unilvseg_nnunet.compare import compare
+    from unilvseg_nnunet.evaluation.compare import compare
 
     with pytest.raises(PredictionError, match="Trainer__Plans__cfg: no fold_"):
         compare(raw_dataset, {"ok": tiny_3d_model, "broken": broken}, out, progress=False)
     assert not out.exists()  # nothing predicted for the good model either
-    assert main(["compare", "-d", str(raw_dataset), "-m", f"broken={broken}", "-o", str(out)]) == 1
+    assert main(["compare", "-d", str(raw_dataset), "-m", f"broken={broken}", "-o", str(out)]) == 2

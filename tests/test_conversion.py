@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unilvseg_nnunet import dataset as ds
-from unilvseg_nnunet.conversion import convert_echonet
+from unilvseg_nnunet.data import dataset as ds
+from unilvseg_nnunet.data.conversion import convert_echonet
 from unilvseg_nnunet.files import read_volume
 
 from test_echonet import assert_mask_matches_tracing, lv_tracing, make_echonet
@@ -82,7 +82,7 @@ def test_convert_layout_masks_metadata(tmp_path, raw):
     assert (meta0["ed_frame"], meta0["es_frame"]) == (5, 20)
     assert ds.read_case_metadata(out, "GOOD1")["split"] == "TRAIN"
     # the image is the decoded video (grey)
-    from unilvseg_nnunet.echonet import decode_video
+    from unilvseg_nnunet.data.echonet import decode_video
     np.testing.assert_array_equal(read_volume(out / "imagesTr" / "GOOD0_0000.mha"), decode_video(root / "Videos" / "GOOD0.avi"))
 
     dj = json.loads((out / "dataset.json").read_text())

@@ -5,7 +5,7 @@ import pytest
 from torch import nn
 
 from conftest import DATASET_ID, run_cmd
-from unilvseg_nnunet.cost import PAPER, count, encoder_costs, encoder_table, network_cost
+from unilvseg_nnunet.evaluation.cost import PAPER, count, encoder_costs, encoder_table, network_cost
 
 
 def test_one_multiply_add_is_one_flop():
@@ -36,5 +36,5 @@ def test_planned_configurations_cost(preprocessed_dataset, nnunet_env):
     assert two_d["gflops_per_frame"] == pytest.approx(2.32, abs=0.01)
     three_d = network_cost(plans, "3d_fullres")
     assert three_d["gflops_per_frame"] == pytest.approx(three_d["gflops"] / three_d["patch_size"][0])
-    out = run_cmd(["unilvseg", "cost", "-d", str(DATASET_ID), "-c", "2d"], env=nnunet_env).stdout
+    out = run_cmd(["unilvseg", "cost", "-d", str(DATASET_ID), "-c", "2d"], env=nnunet_env)
     assert "| 2d | 112x112 | 7.77 |" in out

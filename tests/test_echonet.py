@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from unilvseg_nnunet import echonet
+from unilvseg_nnunet.data import echonet
 
 # ------------------------------------------------------------------------------------------------
 # Helpers that write tiny EchoNet-Dynamic-format folders (also used by test_conversion.py)

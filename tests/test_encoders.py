@@ -5,9 +5,9 @@ import pytest
 import timm
 import torch
 
-from unilvseg_nnunet.encoders import ENCODERS, EncoderUNet, load_encoder_weights
-from unilvseg_nnunet.superimage import SuperImageNet
-from unilvseg_nnunet.uniformer import CBlock, SABlock, uniformer_small
+from unilvseg_nnunet.training.encoders import ENCODERS, EncoderUNet, load_encoder_weights
+from unilvseg_nnunet.training.superimage import SuperImageNet
+from unilvseg_nnunet.training.uniformer import CBlock, SABlock, uniformer_small
 
 IMAGENET_HEAD_M = (512 * 1000 + 1000) / 1e6  # UniFormer-S classifier, built (unused) by the authors' SI network
 

@@ -7,10 +7,11 @@ import pytest
 from scipy import ndimage
 from skimage.draw import ellipse
 
-from unilvseg_nnunet import evaluation
+from unilvseg_nnunet.errors import UnilvsegError
+from unilvseg_nnunet.evaluation import scoring as evaluation
 from unilvseg_nnunet.cli import main
-from unilvseg_nnunet.dataset import FILE_ENDING, IGNORE, METADATA_FIELDS, write_case_metadata
-from unilvseg_nnunet.files import read_volume, write_volume
+from unilvseg_nnunet.data.dataset import FILE_ENDING, IGNORE, LABELS, METADATA_FIELDS, resolve_raw_dataset, write_case_metadata
+from unilvseg_nnunet.files import read_volume, write_json, write_volume
 
 FPS, HR = 50.0, 75.0
 A_ED, B_ED, A_ES, B_ES = 40, 20, 32, 14
@@ -51,6 +52,8 @@ def make_dataset(root, n=4, num_frames=100, subset="imagesTs"):
                     ef=TRUE_EF, edv=None, esv=None, ef_tracings=TRUE_EF, issues=[])
         write_case_metadata(raw, meta)
         truth[case] = video
+    write_json(raw / "dataset.json", {"channel_names": {"0": "echo"}, "labels": LABELS, "numTraining": 0,
+                                      "file_ending": FILE_ENDING})
     return raw, truth
 
 
@@ -123,9 +126,9 @@ def test_perfect_prediction_and_flicker(tmp_path):
 def test_dataset_id_lookup(tmp_path, monkeypatch):
     raw, truth = make_dataset(tmp_path, n=2)
     monkeypatch.setenv("nnUNet_raw", str(tmp_path))
-    assert evaluation.resolve_raw_dataset("987") == raw
-    with pytest.raises(evaluation.EvaluationError, match="no such dataset"):
-        evaluation.resolve_raw_dataset("555")
+    assert resolve_raw_dataset("987") == raw
+    with pytest.raises(UnilvsegError, match="no such dataset"):
+        resolve_raw_dataset("555")
 
 
 def test_bad_inputs_name_the_file_and_keep_previous_outputs(tmp_path, capsys):
@@ -144,7 +147,7 @@ def test_bad_inputs_name_the_file_and_keep_previous_outputs(tmp_path, capsys):
     (pred / f"case3{FILE_ENDING}").write_bytes(b"not an image at all")        # unreadable
     write_volume(pred / f"other{FILE_ENDING}", truth["case4"])                # outside the subset
 
-    assert main(["evaluate", "-p", str(pred), "-d", str(raw), "-o", str(out), "--n-boot", "200"]) == 1
+    assert main(["evaluate", "-p", str(pred), "-d", str(raw), "-o", str(out), "--n-boot", "200"]) == 2
     err = capsys.readouterr().err
     assert "4 of 5 cases have bad input" in err
     assert f"case0{FILE_ENDING}: prediction missing" in err
@@ -163,6 +166,6 @@ def test_bad_inputs_name_the_file_and_keep_previous_outputs(tmp_path, capsys):
         evaluation.evaluate(pred, raw, out, n_boot=200, video_plots=False, progress=False)
     with pytest.raises(evaluation.EvaluationError, match="prediction folder not found"):
         evaluation.evaluate(tmp_path / "nope", raw, out, progress=False)
-    with pytest.raises(evaluation.EvaluationError, match="labelsTr: labels folder not found"):
+    with pytest.raises(UnilvsegError, match="labelsTr: labels folder not found"):
         evaluation.evaluate(pred, raw, out, subset="imagesTr", progress=False)
     assert math.isfinite(json.loads((out / "summary.json").read_text())["dsc"]["overall"]["pooled_dsc"])

@@ -5,8 +5,8 @@ import pytest
 import torch
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
-from unilvseg_nnunet.dataset import IGNORE
-from unilvseg_nnunet.losses import SparseFrameLoss, deep_supervision_weights, downsample_sparse_target
+from unilvseg_nnunet.data.dataset import IGNORE
+from unilvseg_nnunet.training.losses import SparseFrameLoss, deep_supervision_weights, downsample_sparse_target
 
 
 def _batch(seed=0, b=2, k=2, f=8, h=12, w=12, labeled=((1, 5), (6,))):

@@ -3,7 +3,7 @@ makes the unmasked clip the target."""
 import pytest
 import torch
 
-from unilvseg_nnunet.masking import TemporalMaskingTransform, mask_frames, masked_frame_count
+from unilvseg_nnunet.training.masking import TemporalMaskingTransform, mask_frames, masked_frame_count
 
 
 @pytest.mark.parametrize("frames,ratio,expected", [(32, 0.6, 19), (16, 0.6, 10), (8, 0.4, 3), (32, 0.8, 26), (2, 0.6, 1)])

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from unilvseg_nnunet import metrics
+from unilvseg_nnunet.evaluation import metrics
 
 
 def _frames():

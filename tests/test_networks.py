@@ -7,7 +7,7 @@ import torch
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 
-from unilvseg_nnunet.networks import PeriodWrapper, build_temporal_network
+from unilvseg_nnunet.training.networks import PeriodWrapper, build_temporal_network
 
 
 class _Recorder(nn.Module):
@@ -38,7 +38,7 @@ def test_period_wrapper_interleaves_subclips():
 
 
 def _configuration(arch, frames=8, period=1):
-    from unilvseg_nnunet.planning import temporal_configuration
+    from unilvseg_nnunet.planning.temporal import temporal_configuration
 
     plans = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {
         "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,

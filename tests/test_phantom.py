@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from unilvseg_nnunet import phantom
-from unilvseg_nnunet.echonet import ejection_fraction, tracing_mask, volume_by_disks
+from unilvseg_nnunet.data import phantom
+from unilvseg_nnunet.data.echonet import ejection_fraction, tracing_mask, volume_by_disks
 
 FILE_NAME_CHARS = set("0123456789ABCDEF")
 

@@ -8,7 +8,7 @@ from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner
 from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import ResEncUNetPlanner
 
 from conftest import DATASET_ID, run_cmd
-from unilvseg_nnunet.planning import (TemporalUNetPlanner, TemporalUNetSPlanner, add_configuration, configuration_name,
+from unilvseg_nnunet.planning.temporal import (TemporalUNetPlanner, TemporalUNetSPlanner, add_configuration, configuration_name,
                                       resolved_configuration, temporal_configuration, with_temporal_configuration)
 
 pytestmark = pytest.mark.nnunet
@@ -90,7 +90,7 @@ def test_plan_command_adds_the_configuration(temporal_configuration, preprocesse
     assert cfg["unilvseg"] == {**cfg["unilvseg"], "frames": 8, "period": 1, "arch": "unet_s"}
     assert {"2d", "3d_fullres"} <= set(plans["configurations"])  # stock configurations kept
     out = run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--frames", "16", "--period", "2"], env=nnunet_env)
-    assert "3d_temporal_f16t2" in out.stdout
+    assert "3d_temporal_f16t2" in out
     assert "3d_temporal_f16t2" in json.loads((preprocessed_dataset / "nnUNetPlans.json").read_text())["configurations"]
 
 

@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from unilvseg_nnunet import cardiac
-from unilvseg_nnunet.echonet import decode_video
+from unilvseg_nnunet.evaluation import cardiac
+from unilvseg_nnunet.data.echonet import decode_video
 from unilvseg_nnunet.files import read_volume
-from unilvseg_nnunet.predict_video import PredictionError, check_model_folder, predict_videos
+from unilvseg_nnunet.inference.predictor import PredictionError, check_model_folder
+from unilvseg_nnunet.inference.video import predict_videos
 
 pytestmark = pytest.mark.nnunet
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-from unilvseg_nnunet.dataset import IGNORE
-from unilvseg_nnunet.sampling import clip_frames, clip_span, window_start
-from unilvseg_nnunet.trainers.clip_loader import SparseClipDataLoader
+from unilvseg_nnunet.data.dataset import IGNORE
+from unilvseg_nnunet.training.sampling import clip_frames, clip_span, window_start
+from unilvseg_nnunet.training.trainers.clip_loader import SparseClipDataLoader
 
 
 def _cases(rng, n=400):

@@ -9,8 +9,8 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
-from unilvseg_nnunet.superimage import (SuperImageNet, configuration_name, grid_side, merge_subclips, split_subclips,
-                                        superimage_configuration, tile, untile)
+from unilvseg_nnunet.planning.superimage import configuration_name, superimage_configuration
+from unilvseg_nnunet.training.superimage import SuperImageNet, grid_side, merge_subclips, split_subclips, tile, untile
 
 
 def tiny_unet_kwargs(n_stages: int = 3) -> dict:

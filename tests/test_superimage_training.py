@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import DATASET_ID, nnunet_model_folder, run_cmd
-from unilvseg_nnunet.dataset import FILE_ENDING
+from unilvseg_nnunet.data.dataset import FILE_ENDING
 from unilvseg_nnunet.files import read_volume
 
 pytestmark = pytest.mark.nnunet
@@ -27,7 +27,7 @@ def test_plan_adds_super_image_configuration(si_configuration, preprocessed_data
     cfg = plans["configurations"][si_configuration]
     frame = plans["configurations"]["3d_fullres"]["patch_size"][1:]
     assert cfg["inherits_from"] == "3d_fullres" and cfg["patch_size"] == [8, *frame]
-    assert cfg["architecture"]["network_class_name"] == "unilvseg_nnunet.superimage.SuperImageNet"
+    assert cfg["architecture"]["network_class_name"] == "unilvseg_nnunet.training.superimage.SuperImageNet"
     assert {k: cfg["unilvseg"][k] for k in ("frames", "period", "encoder", "layout")} == \
         {"frames": 4, "period": 2, "encoder": "unet", "layout": "superimage"}
     assert cfg["unilvseg"]["super_image_size"] == [2 * s for s in frame]
@@ -41,7 +41,7 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
     assert pretrained.is_file()
 
     out = run_cmd(["nnUNetv2_train", str(DATASET_ID), si_configuration, "0", "-tr", "SuperImageTrainer_smoke",
-                   "-device", "cpu", "-pretrained_weights", str(pretrained)], env=env).stdout
+                   "-device", "cpu", "-pretrained_weights", str(pretrained)], env=env)
     assert "Loading pretrained weights" in out  # stock loader: every key but the heads matched in shape
     model = nnunet_model_folder(env, "SuperImageTrainer_smoke", si_configuration)
     summary = json.loads((model / "fold_0" / "validation" / "summary.json").read_text())
@@ -57,7 +57,7 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
         assert seg.shape == read_volume(image).shape  # every frame of the whole video, any length
         assert set(np.unique(seg)) <= {0, 1}
 
-    cost = run_cmd(["unilvseg", "cost", "-m", str(model)], env=env).stdout
+    cost = run_cmd(["unilvseg", "cost", "-m", str(model)], env=env)
     assert f"| {model.name} | 8x" in cost
 
 
@@ -66,8 +66,8 @@ def test_trainer_loads_local_encoder_weights_and_rejects_other_configurations(pr
     import timm
     import torch
 
-    from unilvseg_nnunet.superimage import superimage_configuration
-    from unilvseg_nnunet.trainers import SuperImageTrainer
+    from unilvseg_nnunet.planning.superimage import superimage_configuration
+    from unilvseg_nnunet.training.trainers import SuperImageTrainer
 
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(k, nnunet_env[k])

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-import unilvseg_nnunet.trainers as trainers
+import unilvseg_nnunet.training.trainers as trainers
 from conftest import DATASET_ID, REPO, nnunet_model_folder, run_cmd
-from unilvseg_nnunet.cli.env import trainer_folder
-from unilvseg_nnunet.dataset import IGNORE
+from unilvseg_nnunet.training import TRAINER_FOLDER
+from unilvseg_nnunet.data.dataset import IGNORE
 from unilvseg_nnunet.files import read_volume, write_volume
-from unilvseg_nnunet.trainers.video_transforms import video_training_transforms
+from unilvseg_nnunet.training.trainers.video_transforms import video_training_transforms
 
 
-@pytest.mark.parametrize("folder", [REPO / "trainers", trainer_folder()])
+@pytest.mark.parametrize("folder", [REPO / "trainers", TRAINER_FOLDER])
 def test_nnunet_finds_our_trainers_with_class_identity(folder, monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -31,8 +31,8 @@ def test_nnunet_finds_our_trainers_with_class_identity(folder, monkeypatch):
 
 def test_env_prints_the_trainer_folder():
     out = subprocess.run([str(Path(sys.executable).parent / "unilvseg"), "env"], capture_output=True, text=True, check=True).stdout
-    assert f"export nnUNet_extTrainer={trainer_folder()}" in out
-    assert (trainer_folder() / "unilvseg_trainers.py").is_file()
+    assert f"export nnUNet_extTrainer={TRAINER_FOLDER}" in out
+    assert (TRAINER_FOLDER / "unilvseg_trainers.py").is_file()
 
 
 def test_video_augmentation_never_reorders_time():

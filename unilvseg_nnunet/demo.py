@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .conversion import convert_echonet
+from unilvseg_nnunet import workspace
+from unilvseg_nnunet.evaluation.compare import folder_names
 
 DATASET_ID = 900
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_EchoPhantom"
@@ -44,21 +43,14 @@ def demo_models(temporal: str, superimage: str) -> list[Model]:
 
 
 class Pipeline:
-    """Runs commands with the demo's nnU-Net environment, echoing each and logging its output."""
+    """Runs the demo's commands in its nnU-Net workspace, echoing each and logging its output."""
 
     def __init__(self, out: Path, device: str):
         self.out, self.device = out, device
         self.logs = out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.env = dict(os.environ)
-        for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-            self.env[var] = str(out / var)
-            (out / var).mkdir(exist_ok=True)
-        from .trainer_shims import __file__ as shims
-
-        self.env["nnUNet_extTrainer"] = str(Path(shims).parent)
-        self.env.setdefault("nnUNet_compile", "f")
-        self.env.setdefault("nnUNet_n_proc_DA", "2")
+        self.env = workspace.nnunet_env(out)
+        self.env["nnUNet_n_proc_DA"] = os.environ.get("nnUNet_n_proc_DA", "2")
         self.t0 = time.time()
         self.step = 0
 
@@ -68,26 +60,12 @@ class Pipeline:
 
     def run(self, args: list[str], log: str, env: dict | None = None) -> None:
         """Run one command; stream a short progress view, keep the full output in logs/LOG."""
-        exe = Path(sys.executable).parent / args[0]
-        cmd = [str(exe) if exe.exists() else args[0], *args[1:]]
-        print("  $ " + " ".join(shlex.quote(a) for a in args), flush=True)
-        log_path = self.logs / f"{log}.log"
-        with open(log_path, "w") as fh:
-            proc = subprocess.Popen(cmd, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                fh.write(line)
-                if _is_progress(line):
-                    print("    " + line.rstrip(), flush=True)
-            code = proc.wait()
-        if code != 0:
-            tail = log_path.read_text().splitlines()[-25:]
-            raise SystemExit(f"demo step failed (exit {code}): {' '.join(args)}\n" + "\n".join(tail) + f"\nfull log: {log_path}")
-
-
-def _is_progress(line: str) -> bool:
-    keys = ("Epoch ", "train_loss", "val_loss", "Pseudo dice", "Epoch time", "Predicting", "Mean Validation Dice",
-            "added configuration", "converted", "videos", "Saved", "Done", "skipped")
-    return any(k in line for k in keys)
+        print("  $ " + " ".join(shlex.quote(str(a)) for a in args), flush=True)
+        try:
+            workspace.run(args, env or self.env, log=self.logs / f"{log}.log",
+                          echo=lambda line: print("    " + line.rstrip(), flush=True) if _is_progress(line) else None)
+        except workspace.CommandError as e:
+            raise SystemExit(f"demo step failed: {e}") from None
 
 
 def run_demo(out: Path, n_videos: int = 30, seed: int = 0, device: str = "cpu") -> Path:
@@ -103,9 +81,8 @@ def run_demo(out: Path, n_videos: int = 30, seed: int = 0, device: str = "cpu") 
            "--min-frames", "60", "--max-frames", "110"], "synth")
 
     p.banner("videos -> nnU-Net raw dataset")
-    print(f"  $ python conversion/echonet_to_nnunet.py {echonet} -d {DATASET_ID} -n EchoPhantom -np 2", flush=True)
-    os.environ["nnUNet_raw"] = p.env["nnUNet_raw"]
-    convert_echonet(echonet, DATASET_ID, "EchoPhantom", num_processes=2)
+    p.run(["unilvseg", "convert", "echonet", str(echonet), "-d", str(DATASET_ID), "-n", "EchoPhantom", "-np", "2",
+           "--no-progress"], "convert")
 
     p.banner("stock nnU-Net planning and preprocessing")
     # A 0.25 GB memory target keeps nnU-Net's planned batch sizes small enough for a CPU (on a GPU, plan as usual).
@@ -123,12 +100,12 @@ def run_demo(out: Path, n_videos: int = 30, seed: int = 0, device: str = "cpu") 
     folders: dict[str, Path] = {}
     for m in models:
         p.banner(f"train {m.label}: {m.trainer} on {m.configuration}")
-        results = out / "results" / _slug(m.label)
+        results = out / "results" / folder_names([m.label])[m.label]
         env = dict(p.env, nnUNet_results=str(results))
         args = ["nnUNetv2_train", str(DATASET_ID), m.configuration, "0", "-tr", m.trainer, "-device", device]
         if m.pretrained_from:
             args += ["-pretrained_weights", str(folders[m.pretrained_from] / "fold_0" / "checkpoint_final.pth")]
-        p.run(args, f"train_{_slug(m.label)}", env=env)
+        p.run(args, f"train_{folder_names([m.label])[m.label]}", env=env)
         folders[m.label] = results / DATASET_NAME / f"{m.trainer}__nnUNetPlans__{m.configuration}"
 
     p.banner("predict the test split and compare (Table I)")
@@ -152,19 +129,19 @@ def contour_montage(raw: Path, compare_dir: Path, labels: list[str], case: str, 
     import cv2
     import numpy as np
 
-    from .compare import folder_names
-    from .dataset import FILE_ENDING, read_case_metadata
-    from .files import atomic_path, read_volume
-    from .overlay import overlay_frames
+    from unilvseg_nnunet.data.dataset import file_ending, read_case_metadata
+    from unilvseg_nnunet.files import atomic_path, read_volume
+    from unilvseg_nnunet.evaluation.overlay import overlay_frames
 
     meta = read_case_metadata(raw, case)
+    ending = file_ending(raw)
     ed, es = meta["ed_frame"], meta["es_frame"]
-    frames = read_volume(raw / "imagesTs" / f"{case}_0000{FILE_ENDING}")
+    frames = read_volume(raw / "imagesTs" / f"{case}_0000{ending}")
     columns = sorted({ed, es, *np.linspace(min(ed, es), max(ed, es), 5).round().astype(int)})[:6]
-    reference = (read_volume(raw / "labelsTs" / f"{case}{FILE_ENDING}") == 1).astype(np.uint8)
+    reference = (read_volume(raw / "labelsTs" / f"{case}{ending}") == 1).astype(np.uint8)
     names = folder_names(labels)
     rows = [("reference (traced frames only)", reference)]
-    rows += [(label, read_volume(compare_dir / names[label] / "predictions" / f"{case}{FILE_ENDING}")) for label in labels]
+    rows += [(label, read_volume(compare_dir / names[label] / "predictions" / f"{case}{ending}")) for label in labels]
     tiles = []
     for title, mask in rows:
         row = overlay_frames(frames[columns], mask[columns], scale=2, ed=[columns.index(ed)], es=[columns.index(es)])
@@ -179,8 +156,8 @@ def contour_montage(raw: Path, compare_dir: Path, labels: list[str], case: str, 
 
 def write_report(out: Path, raw: Path, compare_dir: Path, labels: list[str]) -> Path:
     """demo_out/report.md: the comparison table, the bubble plot and predicted contours on one test video."""
-    from .dataset import iter_case_metadata
-    from .files import write_text
+    from unilvseg_nnunet.data.dataset import iter_case_metadata
+    from unilvseg_nnunet.files import write_text
 
     case = next(m["case"] for m in iter_case_metadata(raw) if m["subset"] == "imagesTs")
     montage = contour_montage(raw, compare_dir, labels, case, out / "contours.png")
@@ -191,7 +168,3 @@ def write_report(out: Path, raw: Path, compare_dir: Path, labels: list[str]) -> 
             f"`{compare_dir.relative_to(out)}/<model>/evaluation/report.md`.\n")
     write_text(out / "report.md", text)
     return out / "report.md"
-
-
-def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label).strip("_").lower()

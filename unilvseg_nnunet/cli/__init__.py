@@ -1,8 +1,11 @@
 """The ``unilvseg`` command: everything of ours that has no nnU-Net command.
 
-Each subcommand lives in its own module of this package exposing ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their
-subcommand runs, so ``unilvseg --help`` stays fast.
+Each subcommand lives in its own module of this package exposing ``add_arguments(parser)`` and
+``run(args) -> int``; its one-line help is in :data:`HELPS`. Modules are imported only when their
+subcommand runs, so ``unilvseg --help`` stays fast. Errors have one style for every subcommand:
+bad input raises :class:`~unilvseg_nnunet.errors.UnilvsegError` (or a bad argument value is
+reported by argparse), printed as ``unilvseg COMMAND: error: MESSAGE`` with exit status 2 and no
+traceback.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import sys
 # subcommand name -> module in this package
 COMMANDS = {
     "synth": "synth",
+    "convert": "convert",
     "demo": "demo",
     "env": "env",
     "plan": "plan",
@@ -24,6 +28,7 @@ COMMANDS = {
 
 HELPS = {
     "synth": "write an EchoNet-Dynamic-format phantom dataset (beating LV videos with tracings)",
+    "convert": "convert a dataset folder (EchoNet-Dynamic) into an nnU-Net raw dataset (as conversion/*.py)",
     "demo": "run the whole pipeline on the built-in phantom on CPU (minutes)",
     "env": "print the nnU-Net environment exports that make our trainers visible",
     "plan": "add the temporal (2D+t) or super-image configurations to a dataset's nnU-Net plans",
@@ -58,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"unilvseg {name}", description=HELPS[name])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    from unilvseg_nnunet.errors import UnilvsegError
+
+    try:
+        return int(module.run(args) or 0)
+    except UnilvsegError as e:
+        print(f"unilvseg {name}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

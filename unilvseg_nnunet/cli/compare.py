@@ -1,7 +1,5 @@
-"""``unilvseg compare``: Table-I style comparison of trained models on one test split (see unilvseg_nnunet.compare)."""
+"""``unilvseg compare``: Table-I style comparison of trained models on one test split (see unilvseg_nnunet.evaluation.compare)."""
 from __future__ import annotations
-
-import sys
 
 
 def add_arguments(parser) -> None:
@@ -18,26 +16,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..compare import compare, comparison_markdown, parse_models
-    from ..evaluation import EvaluationError
-    from ..predict_video import PredictionError, parse_folds
+    from unilvseg_nnunet.evaluation.compare import compare, comparison_markdown, parse_models
+    from unilvseg_nnunet.inference.predictor import parse_folds
 
-    try:
-        models = parse_models(args.models)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        folds = parse_folds(args.folds)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        result = compare(args.dataset, models, args.output, device=args.device, folds=folds, checkpoint=args.checkpoint,
-                         n_boot=args.n_boot, seed=args.seed, video_plots=args.video_plots)
-    except (EvaluationError, PredictionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    result = compare(args.dataset, parse_models(args.models), args.output, device=args.device, folds=parse_folds(args.folds),
+                     checkpoint=args.checkpoint, n_boot=args.n_boot, seed=args.seed, video_plots=args.video_plots)
     print(comparison_markdown(result))
     print(f"written to {args.output}/ (comparison.json, comparison.md, bubble.png)")
     return 0

@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from unilvseg_nnunet.cost import configuration_table, encoder_costs, encoder_table, network_cost
+    from unilvseg_nnunet.evaluation.cost import configuration_table, encoder_costs, encoder_table, network_cost
 
     if not (args.encoders or args.dataset or args.model_folders):
         print("unilvseg cost: give --encoders, -d DATASET -c CONFIG..., or -m MODEL_FOLDER...")

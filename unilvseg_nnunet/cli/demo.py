@@ -12,7 +12,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..demo import run_demo
+    from unilvseg_nnunet.demo import run_demo
 
     run_demo(args.out, n_videos=args.n, seed=args.seed, device=args.device)
     return 0

@@ -3,24 +3,18 @@ from __future__ import annotations
 
 import os
 import shlex
-from pathlib import Path
-
-SHIMS = Path(__file__).resolve().parents[1] / "trainer_shims"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--shell", choices=("sh", "fish"), default="sh", help="syntax of the printed lines")
 
 
-def trainer_folder() -> Path:
-    """The folder to put into nnUNet_extTrainer: the shim modules shipped inside this package."""
-    return SHIMS
-
-
 def run(args) -> int:
+    from unilvseg_nnunet.training import TRAINER_FOLDER
+
     export = (lambda k, v: f"set -gx {k} {shlex.quote(v)}") if args.shell == "fish" else (lambda k, v: f"export {k}={shlex.quote(v)}")
     print("# eval \"$(unilvseg env)\" makes nnUNetv2_train / nnUNetv2_predict find the unilvseg trainers")
-    print(export("nnUNet_extTrainer", str(trainer_folder())))
+    print(export("nnUNet_extTrainer", str(TRAINER_FOLDER)))
     for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         value = os.environ.get(var)
         print(export(var, value) if value else f"# {var} is not set: export {var}=/path/to/{var} (nnU-Net's data folders)")

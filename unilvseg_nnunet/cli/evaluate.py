@@ -1,7 +1,5 @@
-"""``unilvseg evaluate``: score a prediction folder against a raw dataset (see unilvseg_nnunet.evaluation)."""
+"""``unilvseg evaluate``: score a prediction folder against a raw dataset (see unilvseg_nnunet.evaluation.scoring)."""
 from __future__ import annotations
-
-import sys
 
 
 def add_arguments(parser) -> None:
@@ -16,17 +14,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..evaluation import EvaluationError, evaluate, markdown_report
+    from unilvseg_nnunet.errors import UnilvsegError
+    from unilvseg_nnunet.evaluation.reports import markdown_report
+    from unilvseg_nnunet.evaluation.scoring import evaluate
 
     if args.n_boot < 1:
-        print("error: --n-boot must be positive", file=sys.stderr)
-        return 2
-    try:
-        summary = evaluate(args.predictions, args.dataset, args.output, subset=args.subset, n_boot=args.n_boot,
-                           seed=args.seed, skip_bad=args.skip_bad, video_plots=not args.no_video_plots)
-    except EvaluationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise UnilvsegError(f"--n-boot must be positive, got {args.n_boot}")
+    summary = evaluate(args.predictions, args.dataset, args.output, subset=args.subset, n_boot=args.n_boot,
+                       seed=args.seed, skip_bad=args.skip_bad, video_plots=not args.no_video_plots)
     print(markdown_report(summary).split("\n## Temporal")[0])
     print(f"report written to {args.output}/ (summary.json, report.md, per_frame.csv, per_video.csv, *.png)")
     return 0

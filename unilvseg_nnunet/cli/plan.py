@@ -1,17 +1,18 @@
 """``unilvseg plan``: add a temporal (2D+t) or super-image configuration to a dataset's nnU-Net plans."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..encoders import ENCODERS
-from ..planning import ARCHS, DEFAULT_TIME_SPACING, add_configuration, configuration_name, temporal_configuration
+from unilvseg_nnunet.planning.temporal import (ARCHS, DEFAULT_FRAMES, DEFAULT_PERIOD, DEFAULT_TIME_SPACING, add_configuration,
+                                               configuration_name, load_dataset_plans, temporal_configuration)
+from unilvseg_nnunet.planning.superimage import SI_FRAMES, SI_PERIOD
+from unilvseg_nnunet.training.encoders import ENCODERS
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("-d", "--dataset", required=True, help="dataset id or name (after nnUNetv2_plan_and_preprocess -c 3d_fullres)")
-    parser.add_argument("--frames", type=int, help="clip length F (default 32; 16 with --super-image)")
-    parser.add_argument("--period", type=int, help="sampling period T (default 1; 5 with --super-image)")
+    parser.add_argument("--frames", type=int, help=f"clip length F (default {DEFAULT_FRAMES}; {SI_FRAMES} with --super-image)")
+    parser.add_argument("--period", type=int, help=f"sampling period T (default {DEFAULT_PERIOD}; {SI_PERIOD} with --super-image)")
     parser.add_argument("--arch", choices=ARCHS, default="unet",
                         help="temporal network: nnU-Net's planned U-Net or the paper's 3D U-Net-S (residual units, PReLU)")
     parser.add_argument("--super-image", action="store_true", help="plan a super-image configuration instead (frames tiled into one 2D image)")
@@ -26,24 +27,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    folder = Path(nnUNet_preprocessed.require()) / maybe_convert_to_dataset_name(args.dataset)
-    plans_path = folder / f"{args.plans}.json"
-    if not plans_path.is_file():
-        raise SystemExit(f"{plans_path}: no plans; run nnUNetv2_plan_and_preprocess -d {args.dataset} -c {args.base} first")
-    plans = json.loads(plans_path.read_text())
+    plans_path, plans, dataset_json, fingerprint = load_dataset_plans(args.dataset, args.plans, args.base)
     if args.super_image:
-        from ..superimage import superimage_configuration  # imported only here: the super-image code is optional
+        from unilvseg_nnunet.planning.superimage import superimage_configuration  # imported only here: the super-image code is optional
 
-        fingerprint = json.loads((folder / "dataset_fingerprint.json").read_text())
-        name, cfg = superimage_configuration(plans, fingerprint, base=args.base, frames=args.frames or 16,
-                                             period=args.period or 5, encoder=args.encoder,
+        name, cfg = superimage_configuration(plans, fingerprint, base=args.base, frames=args.frames or SI_FRAMES,
+                                             period=args.period or SI_PERIOD, encoder=args.encoder,
                                              encoder_weights=args.encoder_weights, gpu_memory_gb=args.gpu_memory)
     else:
-        frames, period = args.frames or 32, args.period or 1
-        dataset_json = json.loads((folder / "dataset.json").read_text())
+        frames, period = args.frames or DEFAULT_FRAMES, args.period or DEFAULT_PERIOD
         name = configuration_name(frames, period, args.arch)
         cfg = temporal_configuration(plans, dataset_json, base=args.base, frames=frames, period=period, arch=args.arch,
                                      time_spacing=args.time_spacing, gpu_memory_gb=args.gpu_memory)

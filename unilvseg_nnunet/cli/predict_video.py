@@ -1,7 +1,5 @@
-"""``unilvseg predict-video``: segment raw echo videos with a trained model (see unilvseg_nnunet.predict_video)."""
+"""``unilvseg predict-video``: segment raw echo videos with a trained model (see unilvseg_nnunet.inference.video)."""
 from __future__ import annotations
-
-import sys
 
 
 def add_arguments(parser) -> None:
@@ -17,19 +15,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..predict_video import PredictionError, parse_folds, predict_videos
+    from unilvseg_nnunet.inference.predictor import parse_folds
+    from unilvseg_nnunet.inference.video import predict_videos
 
-    try:
-        folds = parse_folds(args.folds)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        summary = predict_videos(args.input, args.model, args.output, folds=folds, checkpoint=args.checkpoint,
-                                 device=args.device, fps=args.fps)
-    except PredictionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    summary = predict_videos(args.input, args.model, args.output, folds=parse_folds(args.folds), checkpoint=args.checkpoint,
+                             device=args.device, fps=args.fps)
     n_ok, n_bad = len(summary["results"]), len(summary["failed"])
     print(f"{n_ok} video(s) segmented into {args.output}" + (f"; {n_bad} failed (listed above)" if n_bad else ""))
     return 1 if n_bad else 0

@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from unilvseg_nnunet.phantom import synthesize
+    from unilvseg_nnunet.data.phantom import synthesize
 
     start = time.perf_counter()
     try:

@@ -7,7 +7,7 @@
 - mirroring only in-plane; nothing reverses, shuffles or resamples time;
 - frames without labels stay entirely ``ignore`` (nnU-Net's border padding -1 would otherwise
   turn their corners into labeled background), and deep-supervision targets keep every labeled
-  frame (:func:`unilvseg_nnunet.losses.downsample_sparse_target`).
+  frame (:func:`unilvseg_nnunet.training.losses.downsample_sparse_target`).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform, 
 from batchgeneratorsv2.transforms.utils.random import RandomTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 
-from ..losses import downsample_sparse_target
+from unilvseg_nnunet.training.losses import downsample_sparse_target
 
 BORDER = -1  # nnU-Net's label for voxels outside the image (becomes background)
 

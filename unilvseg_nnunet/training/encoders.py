@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .uniformer import uniformer_small
+from unilvseg_nnunet.training.uniformer import uniformer_small
 
 # our name -> timm model name and extra create_model arguments (None: built here)
 ENCODERS = {

@@ -109,8 +109,8 @@ def encoder_costs(frames: int = 16, period: int = 5, size: int = 112, in_channel
     One super image (F frames) is the paper's "single pass"; a patch of F*T frames costs T times
     as much, so the per-frame figure does not depend on the period.
     """
-    from .encoders import ENCODERS
-    from .superimage import SuperImageNet, grid_side
+    from unilvseg_nnunet.training.encoders import ENCODERS
+    from unilvseg_nnunet.training.superimage import SuperImageNet, grid_side
 
     side = grid_side(frames) * size
     rows = []

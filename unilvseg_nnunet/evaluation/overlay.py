@@ -6,7 +6,7 @@ import os
 import cv2
 import numpy as np
 
-from .files import write_video
+from unilvseg_nnunet.files import write_video
 
 CONTOUR_BGR = (0, 255, 255)  # yellow
 ED_BGR = (60, 60, 255)  # red

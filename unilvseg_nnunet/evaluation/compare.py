@@ -3,8 +3,8 @@
 For each model (an nnU-Net trainer output folder): predict every test video in this process with
 ``nnUNetPredictor`` (no test-time augmentation, the same device for all models), timing the
 end-to-end prediction (nnU-Net preprocessing + network + resampling back, file I/O excluded) after
-one untimed warm-up call; evaluate the predictions with :func:`unilvseg_nnunet.evaluation.evaluate`;
-count parameters and GFLOPs per frame with :func:`unilvseg_nnunet.cost.network_cost` (fvcore).
+one untimed warm-up call; evaluate the predictions with :func:`unilvseg_nnunet.evaluation.scoring.evaluate`;
+count parameters and GFLOPs per frame with :func:`unilvseg_nnunet.evaluation.cost.network_cost` (fvcore).
 Writes ``comparison.json``, ``comparison.md`` and ``bubble.png`` (x GFLOPs/frame, y pooled DSC with
 its 95% CI, bubble area ~ parameters, like the paper's Fig. 1), plus per model
 ``<folder>/predictions`` and ``<folder>/evaluation`` (folder = the name made file-system safe).
@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 
 
-from .dataset import FILE_ENDING
-from .evaluation import EvaluationError, evaluate, jsonable, resolve_raw_dataset, save_figure, subset_cases
-from .files import read_volume, write_json, write_text, write_volume
-from .predict_video import check_model_folder, load_predictor, segment
+from unilvseg_nnunet.data.dataset import resolve_raw_dataset, subset_cases
+from unilvseg_nnunet.errors import UnilvsegError
+from unilvseg_nnunet.evaluation.reports import fmt_num as _f
+from unilvseg_nnunet.evaluation.reports import jsonable, save_figure
+from unilvseg_nnunet.evaluation.scoring import EvaluationError, evaluate
+from unilvseg_nnunet.files import read_volume, write_json, write_text, write_volume
+from unilvseg_nnunet.inference.predictor import check_model_folder, load_predictor, segment
 
 WARMUP_FRAMES = 8
 
@@ -36,9 +39,9 @@ def parse_models(specs: list[str]) -> dict[str, Path]:
         name, sep, folder = spec.partition("=")
         name = name.strip()
         if not sep or not name or not folder:
-            raise ValueError(f"{spec!r}: expected NAME=MODEL_FOLDER")
+            raise UnilvsegError(f"-m {spec!r}: expected NAME=MODEL_FOLDER")
         if name in models:
-            raise ValueError(f"model name {name!r} given twice")
+            raise UnilvsegError(f"-m: model name {name!r} given twice")
         models[name] = Path(folder)
     return models
 
@@ -58,7 +61,7 @@ def folder_names(names) -> dict[str, str]:
 def model_cost(model_folder: Path) -> dict:
     """Parameters (M) and GFLOPs per frame from the cost module; NaN with the reason if it cannot count."""
     try:
-        from .cost import network_cost
+        from unilvseg_nnunet.evaluation.cost import network_cost
         c = network_cost(model_folder)
         return {"params_m": float(c["params_m"]), "gflops_per_frame": float(c["gflops_per_frame"]), "cost_error": None}
     except Exception as e:  # cost is informative: a failure must not lose the DSC results
@@ -71,8 +74,8 @@ def read_case_image(channel_files: list[Path]) -> np.ndarray:
     return vols[0] if len(vols) == 1 else np.stack(vols, -1)
 
 
-def predict_timed(predictor, images: dict[str, list[Path]], pred_dir: Path, progress: bool = True) -> dict:
-    """Segment every case ({case: channel files}) into ``pred_dir/<case>.mha``; return frames, seconds
+def predict_timed(predictor, images: dict[str, list[Path]], pred_dir: Path, ending: str, progress: bool = True) -> dict:
+    """Segment every case ({case: channel files}) into ``pred_dir/<case><ending>``; return frames, seconds
     and frames/s of the prediction itself (file reading and writing excluded)."""
     import torch
     from tqdm import tqdm
@@ -86,7 +89,7 @@ def predict_timed(predictor, images: dict[str, list[Path]], pred_dir: Path, prog
         seg = segment(predictor, img)
         seconds += time.perf_counter() - t0
         frames += len(img)
-        write_volume(pred_dir / f"{case}{FILE_ENDING}", seg)
+        write_volume(pred_dir / f"{case}{ending}", seg)
     return {"frames": frames, "seconds": seconds, "frames_per_second": frames / seconds if seconds > 0 else math.nan,
             "torch_threads": torch.get_num_threads()}
 
@@ -96,11 +99,9 @@ def compare(dataset, models: dict[str, Path], out_dir, device: str = "cpu", fold
             video_plots: bool = False, progress: bool = True) -> dict:
     """Predict, time, evaluate and cost every model on the dataset's imagesTs; write the table."""
     raw_dir = resolve_raw_dataset(dataset)
-    _, cases = subset_cases(raw_dir, "imagesTs")
-    if not (raw_dir / "dataset.json").is_file():
-        raise EvaluationError(f"{raw_dir / 'dataset.json'}: not found (not an nnU-Net raw dataset)")
+    _, cases, ending = subset_cases(raw_dir, "imagesTs")
     n_channels = len(json.loads((raw_dir / "dataset.json").read_text())["channel_names"])
-    images = {c: [raw_dir / "imagesTs" / f"{c}_{k:04d}{FILE_ENDING}" for k in range(n_channels)] for c in cases}
+    images = {c: [raw_dir / "imagesTs" / f"{c}_{k:04d}{ending}" for k in range(n_channels)] for c in cases}
     missing = [str(p) for files in images.values() for p in files if not p.is_file()]
     if missing:
         raise EvaluationError("test images missing: " + ", ".join(missing))
@@ -111,7 +112,7 @@ def compare(dataset, models: dict[str, Path], out_dir, device: str = "cpu", fold
     for name, folder in models.items():
         sub = out / folder_names(models)[name]
         predictor = load_predictor(folder, folds, checkpoint, device, tta=False)
-        timing = predict_timed(predictor, images, sub / "predictions", progress)
+        timing = predict_timed(predictor, images, sub / "predictions", ending, progress)
         del predictor
         summary = evaluate(sub / "predictions", raw_dir, sub / "evaluation", "imagesTs", n_boot, seed,
                            video_plots=video_plots, progress=progress)
@@ -126,10 +127,6 @@ def compare(dataset, models: dict[str, Path], out_dir, device: str = "cpu", fold
     write_text(out / "comparison.md", comparison_markdown(result))
     bubble_plot(rows, out / "bubble.png")
     return result
-
-
-def _f(x, fmt=".2f") -> str:
-    return "n/a" if x is None or not math.isfinite(x) else format(x, fmt)
 
 
 def _dsc_ci(d: dict) -> str:

@@ -15,11 +15,13 @@ from typing import Iterator
 
 import numpy as np
 
-from .files import write_json
+from unilvseg_nnunet.errors import UnilvsegError
+from unilvseg_nnunet.files import write_json
 
 BACKGROUND, LV, IGNORE = 0, 1, 2
 LABELS = {"background": BACKGROUND, "LV": LV, "ignore": IGNORE}
-FILE_ENDING = ".mha"  # uncompressed MetaImage: SimpleITKIO reads it, ~2x faster to write than .nii.gz
+FILE_ENDING = ".mha"  # the conversion default (uncompressed MetaImage, ~2x faster to write than .nii.gz);
+# readers take a dataset's own ending from its dataset.json (:func:`file_ending`)
 METADATA_DIR = "unilvseg_metadata"
 CONVERSION_REPORT = "conversion_report.json"
 
@@ -73,3 +75,48 @@ def labeled_frames(label_volume: np.ndarray) -> np.ndarray:
     """Indices of frames that carry a label (any voxel other than IGNORE)."""
     lab = np.asarray(label_volume)
     return np.flatnonzero((lab != IGNORE).reshape(lab.shape[0], -1).any(axis=1))
+
+
+class DatasetError(UnilvsegError):
+    """A raw dataset that cannot be found or read; the message names the folder or file."""
+
+
+def resolve_raw_dataset(dataset: str | os.PathLike) -> Path:
+    """A raw dataset folder, given as a path or as an nnU-Net dataset id/name under $nnUNet_raw."""
+    p = Path(dataset)
+    if p.is_dir():
+        return p
+    raw = os.environ.get("nnUNet_raw")
+    if not raw:
+        raise DatasetError(f"{dataset}: not a folder, and nnUNet_raw is not set to look it up as a dataset id")
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    try:
+        name = maybe_convert_to_dataset_name(str(dataset))
+    except (RuntimeError, ValueError) as e:
+        raise DatasetError(f"{dataset}: no such dataset under nnUNet_raw={raw} ({str(e).splitlines()[0]})") from None
+    p = Path(raw) / name
+    if not p.is_dir():
+        raise DatasetError(f"{p}: raw dataset folder not found")
+    return p
+
+
+def file_ending(raw_dir: str | os.PathLike) -> str:
+    """The image file ending of a raw dataset, from its dataset.json (".mha", ".nii.gz", ...)."""
+    path = Path(raw_dir) / "dataset.json"
+    try:
+        ending = json.loads(path.read_text())["file_ending"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DatasetError(f"{path}: cannot read the dataset's file_ending ({type(e).__name__}: {e})") from None
+    return ending
+
+
+def subset_cases(raw_dir: str | os.PathLike, subset: str) -> tuple[Path, list[str], str]:
+    """The labels folder of ``subset`` (imagesTs -> labelsTs), its case names and the file ending."""
+    ending = file_ending(raw_dir)
+    labels = Path(raw_dir) / subset.replace("images", "labels")
+    if not labels.is_dir():
+        raise DatasetError(f"{labels}: labels folder not found (subset {subset})")
+    cases = sorted(f.name[: -len(ending)] for f in labels.iterdir() if f.name.endswith(ending) and not f.name.startswith("."))
+    if not cases:
+        raise DatasetError(f"{labels}: no *{ending} label files")
+    return labels, cases, ending

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from unilvseg_nnunet.echonet import ejection_fraction, volume_by_disks
+from unilvseg_nnunet.data.echonet import ejection_fraction, volume_by_disks
 from unilvseg_nnunet.files import write_json, write_text, write_video
 
 FILELIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split")
@@ -543,7 +543,7 @@ def load_video(out_dir, file_name: str) -> PhantomVideo:
     try:
         meta = json.loads((out / SIDECAR).read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{out / SIDECAR} not found: {out} was not written by unilvseg_nnunet.phantom.synthesize") from None
+        raise FileNotFoundError(f"{out / SIDECAR} not found: {out} was not written by unilvseg_nnunet.data.phantom.synthesize") from None
     name = file_name[:-4] if file_name.endswith(".avi") else file_name
     if name not in meta["file_names"]:
         raise KeyError(f"{name} is not a video of the phantom dataset {out}")

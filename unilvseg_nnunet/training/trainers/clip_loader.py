@@ -1,4 +1,4 @@
-"""nnU-Net data loader that draws video clips (positions from :mod:`unilvseg_nnunet.sampling`)."""
+"""nnU-Net data loader that draws video clips (positions from :mod:`unilvseg_nnunet.training.sampling`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,8 @@ from acvl_utils.cropping_and_padding.bounding_boxes import crop_and_pad_nd
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from threadpoolctl import threadpool_limits
 
-from ..sampling import clip_frames, window_start
-from .video_transforms import BORDER
+from unilvseg_nnunet.training.sampling import clip_frames, window_start
+from unilvseg_nnunet.training.trainers.video_transforms import BORDER
 
 
 class SparseClipDataLoader(nnUNetDataLoader):

@@ -32,7 +32,8 @@ from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_en
 from nnunetv2.utilities.json_export import recursive_fix_for_json_export
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from .files import write_json
+from unilvseg_nnunet.errors import UnilvsegError
+from unilvseg_nnunet.files import write_json
 
 DEFAULT_FRAMES, DEFAULT_PERIOD, DEFAULT_ARCH = 32, 1, "unet"
 DEFAULT_TIME_SPACING = 4.0
@@ -181,3 +182,21 @@ def add_configuration(plans_path: str | os.PathLike, name: str, cfg: dict) -> No
         raise KeyError(f"{path}: configuration {name!r} inherits from {base!r}, which these plans lack")
     plans["configurations"][name] = cfg
     write_json(path, plans)
+
+
+def load_dataset_plans(dataset: str, plans_name: str = "nnUNetPlans", base: str = "3d_fullres") -> tuple[Path, dict, dict, dict]:
+    """(plans path, plans, dataset.json, fingerprint) of a preprocessed dataset (id or name under $nnUNet_preprocessed)."""
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    root = os.environ.get("nnUNet_preprocessed")
+    if not root:
+        raise UnilvsegError("nnUNet_preprocessed is not set (export it, as for nnUNetv2_plan_and_preprocess)")
+    try:
+        folder = Path(root) / maybe_convert_to_dataset_name(str(dataset))
+    except (RuntimeError, ValueError) as e:
+        raise UnilvsegError(f"-d {dataset}: no such dataset ({str(e).splitlines()[0]})") from None
+    plans_path = folder / f"{plans_name}.json"
+    if not plans_path.is_file():
+        raise UnilvsegError(f"{plans_path}: no plans; run nnUNetv2_plan_and_preprocess -d {dataset} -c {base} first")
+    read = [json.loads(p.read_text()) if p.is_file() else {} for p in (plans_path, folder / "dataset.json", folder / "dataset_fingerprint.json")]
+    return plans_path, *read

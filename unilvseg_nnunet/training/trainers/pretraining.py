@@ -6,12 +6,12 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
 from torch import nn
 
-from ..files import atomic_path, write_json
-from ..masking import TemporalMaskingTransform
-from .clip_loader import SparseClipDataLoader
-from .schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, Smoke
-from .sparse_temporal import SparseTemporalTrainer
-from .video_transforms import video_training_transforms, video_validation_transforms
+from unilvseg_nnunet.files import atomic_path, write_json
+from unilvseg_nnunet.training.masking import TemporalMaskingTransform
+from unilvseg_nnunet.training.trainers.clip_loader import SparseClipDataLoader
+from unilvseg_nnunet.training.trainers.schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, Smoke
+from unilvseg_nnunet.training.trainers.sparse_temporal import SparseTemporalTrainer
+from unilvseg_nnunet.training.trainers.video_transforms import video_training_transforms, video_validation_transforms
 
 
 class TemporalMaskingPretrainer(SparseTemporalTrainer):

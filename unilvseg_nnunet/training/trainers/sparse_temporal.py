@@ -12,12 +12,12 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from torch import nn
 
-from ..losses import SparseFrameLoss, deep_supervision_weights
-from ..networks import build_temporal_network
-from ..planning import clip_settings, with_temporal_configuration
-from .clip_loader import SparseClipDataLoader
-from .schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
-from .video_transforms import video_training_transforms, video_validation_transforms
+from unilvseg_nnunet.training.losses import SparseFrameLoss, deep_supervision_weights
+from unilvseg_nnunet.training.networks import build_temporal_network
+from unilvseg_nnunet.planning.temporal import clip_settings, with_temporal_configuration
+from unilvseg_nnunet.training.trainers.clip_loader import SparseClipDataLoader
+from unilvseg_nnunet.training.trainers.schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
+from unilvseg_nnunet.training.trainers.video_transforms import video_training_transforms, video_validation_transforms
 
 ROTATION_DEGREES = 15  # about the viewing axis only; echo views have a canonical orientation
 MIRROR_AXES = (1, 2)  # in-plane (H, W); never time
@@ -28,8 +28,8 @@ class SparseTemporalTrainer(nnUNetTrainer):
 
     Runs on a temporal configuration from ``unilvseg plan`` or on a stock 3D one such as
     ``3d_fullres``, which it first replans in memory as the paper's default (F=32, T=1, nnU-Net
-    U-Net; see :func:`unilvseg_nnunet.planning.with_temporal_configuration`) and saves so into the
-    model folder's plans.json. Loss: :class:`~unilvseg_nnunet.losses.SparseFrameLoss`
+    U-Net; see :func:`unilvseg_nnunet.planning.temporal.with_temporal_configuration`) and saves so into the
+    model folder's plans.json. Loss: :class:`~unilvseg_nnunet.training.losses.SparseFrameLoss`
     (frame-wise Dice + CE on labeled voxels; ``weight_ce = 0`` is the paper's Dice-only loss);
     deep-supervision targets keep every labeled frame; augmentation never mixes time with space.
     """

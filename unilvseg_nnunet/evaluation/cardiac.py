@@ -16,7 +16,7 @@ Choices (pinned by tests/test_cardiac.py):
   the extent of the sub-pixel contour (marching squares at 0.5) projected on that axis. The 20
   chords are perpendicular to it at the centres of 20 equal segments, each spanning the contour
   from its lowest to its highest crossing. Volume = Σ π/4·d²·L/20, i.e. exactly
-  :func:`unilvseg_nnunet.echonet.volume_by_disks` on EchoNet's tracing layout (row 0 = long axis,
+  :func:`unilvseg_nnunet.data.echonet.volume_by_disks` on EchoNet's tracing layout (row 0 = long axis,
   rows 1..20 = chords), so mask and tracing volumes are comparable (pixel³; units cancel in EF).
 * **ED/ES detection**: the area curve is smoothed with a Gaussian of σ = 0.03 s, ED = maxima,
   ES = minima (``scipy.signal.find_peaks``), at least 60/``MAX_HEART_RATE_BPM`` s apart and
@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage, signal
 from skimage import measure
 
-from .echonet import ejection_fraction, volume_by_disks
+from unilvseg_nnunet.data.echonet import ejection_fraction, volume_by_disks
 
 HF_CUTOFF_HZ = 10.0
 MAX_HEART_RATE_BPM = 200.0

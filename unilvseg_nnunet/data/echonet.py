@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import skimage.draw
 
+from unilvseg_nnunet.errors import UnilvsegError
+
 
 def tracing_polygon(x1, y1, x2, y2) -> tuple[np.ndarray, np.ndarray]:
     """Polygon (x, y) of a tracing: x1[1:] then reversed x2[1:], likewise y (row 0 is the long axis)."""
@@ -50,12 +52,13 @@ def ejection_fraction(edv: float, esv: float) -> float:
 FILELIST = "FileList.csv"
 TRACINGS = "VolumeTracings.csv"
 VIDEOS_DIR = "Videos"
+DEFAULT_FPS = 50.0  # EchoNet-Dynamic's usual frame rate: used only where a video or case gives none
 FILELIST_COLUMNS = ("FileName", "Split", "EF", "ESV", "EDV", "FPS", "NumberOfFrames")
 TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
 ROWS_PER_TRACING = 21  # row 0 = long axis, rows 1..20 = chords
 
 
-class EchoNetFormatError(ValueError):
+class EchoNetFormatError(UnilvsegError, ValueError):
     """A problem with the dataset as a whole (missing CSV or column): nothing can be converted."""
 
 

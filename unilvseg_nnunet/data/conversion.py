@@ -1,6 +1,6 @@
 """EchoNet-Dynamic folder -> nnU-Net v2 raw dataset (one case per whole video, sparse labels).
 
-The dataset contract is :mod:`unilvseg_nnunet.dataset`. Problems with one video never abort the run:
+The dataset contract is :mod:`unilvseg_nnunet.data.dataset`. Problems with one video never abort the run:
 each is recorded in the conversion report (``CONVERSION_REPORT`` in the dataset folder) and in the
 case's metadata, with what was done (``skipped video``, ``dropped frame`` -> that frame stays IGNORE,
 or ``kept``). Problems with the dataset as a whole (missing CSV or column, dataset id taken by
@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import echonet
-from .dataset import CONVERSION_REPORT, IGNORE, LABELS, METADATA_DIR, write_case_metadata, metadata_path
-from .files import write_json, write_volume
+from unilvseg_nnunet.data import echonet
+from unilvseg_nnunet.data.dataset import CONVERSION_REPORT, IGNORE, LABELS, METADATA_DIR, write_case_metadata, metadata_path
+from unilvseg_nnunet.errors import UnilvsegError
+from unilvseg_nnunet.files import write_json, write_volume
 
 SPLITS = ("TRAIN", "VAL", "TEST")
 UNLABELED = "UNLABELED"
@@ -41,7 +42,7 @@ SUBSET_DIRS = {"imagesTr": "labelsTr", "imagesTs": "labelsTs"}
 SKIP_VIDEO, DROP_FRAME, KEPT = "skipped video", "dropped frame", "kept"
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UnilvsegError, RuntimeError):
     """A dataset-level problem that prevents conversion (reported with the file and the reason)."""
 
 
@@ -413,8 +414,15 @@ def convert_echonet(echonet_dir, dataset_id: int, name: str = "EchoNetDynamic", 
     write_json(dataset_dir / CONVERSION_REPORT, report)
     if not metas:
         raise ConversionError(f"{echonet_dir}: no video could be converted (see {dataset_dir / CONVERSION_REPORT})")
-    problems = ", ".join(f"{k} {v}" for k, v in summary["problems"].items()) or "none"
-    print(f"{dataset_dir.name}: {summary['cases']} cases ({summary['imagesTr']} imagesTr, {summary['imagesTs']} imagesTs; "
-          f"{summary['converted_now']} converted now, {reused} reused), {summary['skipped_videos']} videos skipped, "
-          f"{summary['dropped_frames']} frames dropped, problems: {problems}; report: {dataset_dir / CONVERSION_REPORT}", flush=True)
     return dataset_dir
+
+
+def summary_line(dataset_dir: str | os.PathLike) -> str:
+    """One line for the terminal from a dataset's conversion report."""
+    dataset_dir = Path(dataset_dir)
+    summary = json.loads((dataset_dir / CONVERSION_REPORT).read_text())["summary"]
+    problems = ", ".join(f"{k} {v}" for k, v in summary["problems"].items()) or "none"
+    return (f"{dataset_dir.name}: {summary['cases']} cases ({summary['imagesTr']} imagesTr, {summary['imagesTs']} imagesTs; "
+            f"{summary['converted_now']} converted now, {summary['reused_from_earlier_run']} reused), "
+            f"{summary['skipped_videos']} videos skipped, {summary['dropped_frames']} frames dropped, problems: {problems}; "
+            f"report: {dataset_dir / CONVERSION_REPORT}")

@@ -3,7 +3,7 @@
 
 Everything that matters is shared with the 3D approach: clips of F frames at stride T drawn
 around a labeled frame, the sparse frame-wise loss, video-safe augmentation, in-plane test-time
-mirroring. What differs: the network (:class:`~unilvseg_nnunet.superimage.SuperImageNet`, from
+mirroring. What differs: the network (:class:`~unilvseg_nnunet.training.superimage.SuperImageNet`, from
 the plans) has one full-resolution output, so deep supervision is off; and an encoder's ImageNet
 weights can come from a local file named in the configuration (``"unilvseg": {"encoder_weights"}``),
 loaded when training starts (never at prediction, where the checkpoint holds all weights).
@@ -17,11 +17,11 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from ..encoders import EncoderUNet, load_encoder_weights
-from ..planning import clip_settings, resolved_configuration
-from .pretraining import TemporalMaskingPretrainer
-from .schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
-from .sparse_temporal import SparseTemporalTrainer
+from unilvseg_nnunet.training.encoders import EncoderUNet, load_encoder_weights
+from unilvseg_nnunet.planning.temporal import clip_settings, resolved_configuration
+from unilvseg_nnunet.training.trainers.pretraining import TemporalMaskingPretrainer
+from unilvseg_nnunet.training.trainers.schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
+from unilvseg_nnunet.training.trainers.sparse_temporal import SparseTemporalTrainer
 
 
 def _require_superimage(plans: dict, configuration: str) -> None:

@@ -1,0 +1,137 @@
+"""Super-image (SI) segmentation inside nnU-Net: F frames tiled into a sqrt(F) x sqrt(F) grid, one 2D network.
+
+:class:`SuperImageNet` is a 5D-in/5D-out network that nnU-Net builds from the plans like any
+other (``pydoc.locate`` of ``network_class_name`` with ``input_channels``, ``num_classes`` and
+the ``arch_kwargs``), so ``nnUNetv2_train``/``nnUNetv2_predict`` work unchanged on a
+configuration whose patch is (F*T, H, W): the clip is split into T interleaved sub-clips (frames
+t, t+T, ...), each is tiled into a super image, segmented by the 2D network, untiled and the
+sub-clips re-interleaved. Given exactly F frames (a training clip drawn at stride T) it runs a
+single super image, so training costs what the paper's does.
+
+:func:`superimage_configuration` adds such a configuration to a dataset's plans; the 2D network
+(nnU-Net's U-Net by default, or an encoder of :mod:`unilvseg_nnunet.training.encoders`) and the batch size
+are planned by nnU-Net's own 2D planning on the super-image size.
+"""
+from __future__ import annotations
+
+import math
+import pydoc
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NETWORK_CLASS = "unilvseg_nnunet.training.superimage.SuperImageNet"
+
+
+def grid_side(frames: int) -> int:
+    """sqrt(frames); frames must be a perfect square (the paper's grid layout)."""
+    side = math.isqrt(frames)
+    if frames < 1 or side * side != frames:
+        raise ValueError(f"super images need a square number of frames (4, 9, 16, 25, ...), got {frames}")
+    return side
+
+
+def tile(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, F, H, W) -> (B, C, sqrt(F)*H, sqrt(F)*W); frame f goes to grid row f // sqrt(F), column f % sqrt(F)."""
+    b, c, f, h, w = x.shape
+    g = grid_side(f)
+    return x.reshape(b, c, g, g, h, w).permute(0, 1, 2, 4, 3, 5).reshape(b, c, g * h, g * w)
+
+
+def untile(y: torch.Tensor, frames: int) -> torch.Tensor:
+    """Inverse of :func:`tile`: (B, C, sqrt(F)*H, sqrt(F)*W) -> (B, C, F, H, W)."""
+    b, c, gh, gw = y.shape
+    g = grid_side(frames)
+    if gh % g or gw % g:
+        raise ValueError(f"super image {gh}x{gw} is not a {g}x{g} grid of equal frames")
+    h, w = gh // g, gw // g
+    return y.reshape(b, c, g, h, g, w).permute(0, 1, 2, 4, 3, 5).reshape(b, c, frames, h, w)
+
+
+def split_subclips(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B, C, S*F, H, W) -> (B*S, C, F, H, W): sub-clip s holds frames s, s+S, s+2S, ... (S = D // F)."""
+    b, c, d, h, w = x.shape
+    s = d // frames
+    return x.reshape(b, c, frames, s, h, w).permute(0, 3, 1, 2, 4, 5).reshape(b * s, c, frames, h, w)
+
+
+def merge_subclips(y: torch.Tensor, batch: int) -> torch.Tensor:
+    """Inverse of :func:`split_subclips`: (B*S, K, F, H, W) -> (B, K, S*F, H, W)."""
+    bs, k, f, h, w = y.shape
+    s = bs // batch
+    return y.reshape(batch, s, k, f, h, w).permute(0, 2, 3, 1, 4, 5).reshape(batch, k, f * s, h, w)
+
+
+def build_2d_network(input_channels: int, num_classes: int, encoder: str, **kwargs) -> nn.Module:
+    """The 2D network of a super-image configuration.
+
+    ``encoder="unet"``: the class ``net_class`` (nnU-Net's planned PlainConvUNet or ResidualEncoderUNet)
+    with the planner's arch kwargs, initialised like nnU-Net does. Otherwise an
+    :class:`~unilvseg_nnunet.training.encoders.EncoderUNet` (kwargs ``img_size``, ``decoder_channels``).
+    """
+    if encoder == "unet":
+        net_class = kwargs.pop("net_class")
+        net_class = pydoc.locate(net_class) if isinstance(net_class, str) else net_class
+        net = net_class(input_channels=input_channels, num_classes=num_classes, deep_supervision=False, **kwargs)
+        if hasattr(net, "initialize"):
+            net.apply(net.initialize)
+        return net
+    from unilvseg_nnunet.training.encoders import EncoderUNet
+
+    return EncoderUNet(input_channels, num_classes, encoder=encoder, **kwargs)
+
+
+def _divisor(net: nn.Module) -> tuple[int, int]:
+    """Input sides the 2D network accepts must be multiples of this (its total stride)."""
+    if hasattr(net, "divisor"):
+        return net.divisor, net.divisor
+    strides = np.array([np.broadcast_to(s, 2) for s in net.encoder.strides])
+    return tuple(int(v) for v in strides.prod(axis=0))
+
+
+class SuperImageNet(nn.Module):
+    """Video wrapper: (B, C, D, H, W) -> (B, K, D, H, W) with D a multiple of ``frames``.
+
+    The D // frames interleaved sub-clips are segmented as super images in one batch of the 2D
+    network ``self.net``; each output frame depends only on the frames of its own sub-clip (in
+    eval mode). Super images are zero-padded at the bottom/right to the network's total stride
+    and cropped back. ``period`` (T) is the configuration's sampling period: a patch of F*T frames
+    gives T sub-clips. Deep supervision is not supported (there is no per-frame low-resolution
+    output for every level); nnU-Net's switch ``network.decoder.deep_supervision`` reaches the 2D
+    network's decoder and must stay False.
+    """
+
+    def __init__(self, input_channels: int, num_classes: int, frames: int, period: int = 1, encoder: str = "unet",
+                 deep_supervision: bool = False, **net_kwargs):
+        super().__init__()
+        if deep_supervision:
+            raise ValueError("super-image networks have no deep supervision: train them with a trainer that sets "
+                             "enable_deep_supervision = False (e.g. SuperImageTrainer)")
+        grid_side(frames)
+        self.frames, self.period, self.encoder_name = int(frames), int(period), encoder
+        self.net = build_2d_network(input_channels, num_classes, encoder, **net_kwargs)
+        self.divisor = _divisor(self.net)
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The 2D network's decoder (where nnU-Net's trainer toggles ``deep_supervision``)."""
+        return self.net.decoder
+
+    def extra_repr(self) -> str:
+        return f"frames={self.frames}, period={self.period}, encoder={self.encoder_name!r}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[2] % self.frames:
+            raise ValueError(f"SuperImageNet(frames={self.frames}) needs input (B, C, D, H, W) with D a multiple of "
+                             f"{self.frames} (e.g. F*T = {self.frames * self.period}), got {tuple(x.shape)}")
+        if getattr(self.net.decoder, "deep_supervision", False):
+            raise RuntimeError("deep supervision was switched on for a super-image network; use a trainer with "
+                               "enable_deep_supervision = False (e.g. SuperImageTrainer)")
+        batch, h, w = x.shape[0], x.shape[3], x.shape[4]
+        g = grid_side(self.frames)
+        images = tile(split_subclips(x, self.frames))
+        pad_h, pad_w = (-images.shape[2]) % self.divisor[0], (-images.shape[3]) % self.divisor[1]
+        out = self.net(F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images)
+        return merge_subclips(untile(out[:, :, :g * h, :g * w], self.frames), batch)
