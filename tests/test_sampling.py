@@ -28,7 +28,6 @@ def test_training_clip_contains_a_labeled_frame_at_the_period():
         inside = (t >= 0) & (t < num)
         if num >= clip_span(frames, period) + period - 1:  # some in-video start is aligned with the labeled frame
             assert inside.all()
-        assert inside.sum() == min(num, frames) or num < clip_span(frames, period) + period - 1
 
 
 def test_short_video_is_wholly_inside_when_the_stride_allows():
