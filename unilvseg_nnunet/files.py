@@ -81,6 +81,12 @@ def read_volume(path: str | os.PathLike) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
+def read_volume_spacing(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
+    """:func:`read_volume` and the image's spacing in array order ((frames, H, W) for a video)."""
+    img = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(img), tuple(float(s) for s in img.GetSpacing()[::-1])
+
+
 def _json_default(o):
     if isinstance(o, np.integer):
         return int(o)

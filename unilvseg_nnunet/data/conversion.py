@@ -28,18 +28,20 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from unilvseg_nnunet.data import echonet
-from unilvseg_nnunet.data.dataset import CONVERSION_REPORT, IGNORE, LABELS, METADATA_DIR, write_case_metadata, metadata_path
+from unilvseg_nnunet.data.dataset import (CONVERSION_REPORT, DENSE_TRUTH_DIR, IGNORE, LABELS, METADATA_DIR,
+                                          dense_truth_path, metadata_path, write_case_metadata)
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.files import write_json, write_volume
 
 SPLITS = ("TRAIN", "VAL", "TEST")
 UNLABELED = "UNLABELED"
 SUBSET_DIRS = {"imagesTr": "labelsTr", "imagesTs": "labelsTs"}
-SKIP_VIDEO, DROP_FRAME, KEPT = "skipped video", "dropped frame", "kept"
+SKIP_VIDEO, DROP_FRAME, KEPT, IGNORED = "skipped video", "dropped frame", "kept", "ignored"
 
 
 class ConversionError(UnilvsegError, RuntimeError):
@@ -82,16 +84,18 @@ def label_path(dataset_dir: Path, subset: str, case: str, options: dict) -> Path
     return dataset_dir / SUBSET_DIRS[subset] / f"{case}{options['file_ending']}"
 
 
-def case_files(dataset_dir: Path, subset: str, case: str, options: dict) -> list[Path]:
-    return [*image_paths(dataset_dir, subset, case, options), label_path(dataset_dir, subset, case, options)]
+def case_files(dataset_dir: Path, subset: str, case: str, options: dict, dense_truth: bool = False) -> list[Path]:
+    truth = [dense_truth_path(dataset_dir, case, options["file_ending"])] if dense_truth else []
+    return [*image_paths(dataset_dir, subset, case, options), label_path(dataset_dir, subset, case, options), *truth]
 
 
 def build_label(tracings: dict, num_frames: int, shape: tuple[int, int]):
     """Label volume (frames, H, W) uint8: EchoNet's mask on each usable traced frame, IGNORE elsewhere.
 
     Returns (label, areas {frame: polygon area}, issues). A traced frame is dropped (left IGNORE) when
-    it lies past the decoded length, has a row count other than 21, non-numeric coordinates, an
-    invalid frame index, or an empty mask: a wrong mask is never written.
+    it lies past the decoded length, has a row count other than 21 (chords) or fewer than 3 points
+    (EchoNet-Pediatric's outlines, rows of X, Y), non-numeric coordinates, an invalid frame index, or an
+    empty mask: a wrong mask is never written.
     """
     label = np.full((num_frames, *shape), IGNORE, np.uint8)
     areas, issues = {}, []
@@ -104,14 +108,18 @@ def build_label(tracings: dict, num_frames: int, shape: tuple[int, int]):
         if frame >= num_frames:
             issues.append(issue("frame_beyond_length", DROP_FRAME, f"traced frame {frame} is past the decoded length ({num_frames} frames)", frame))
             continue
-        if n != echonet.ROWS_PER_TRACING:
+        if rows.shape[1] == 2 and n < 3:
+            issues.append(issue("too_few_points", DROP_FRAME, f"frame {frame} has {n} outline point(s), a polygon "
+                                                              f"needs 3", frame))
+            continue
+        if rows.shape[1] == 4 and n != echonet.ROWS_PER_TRACING:
             times = f" (traced {n // echonet.ROWS_PER_TRACING} times)" if n % echonet.ROWS_PER_TRACING == 0 else ""
             issues.append(issue("wrong_row_count", DROP_FRAME, f"frame {frame} has {n} tracing rows{times}, expected {echonet.ROWS_PER_TRACING}", frame))
             continue
         if not np.isfinite(rows).all():
             issues.append(issue("invalid_coordinates", DROP_FRAME, f"frame {frame} has empty or non-numeric coordinates", frame))
             continue
-        mask = echonet.tracing_mask(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], shape)
+        mask = echonet.rows_mask(rows, shape)
         if not mask.any():
             issues.append(issue("empty_mask", DROP_FRAME, f"frame {frame}: the tracing polygon covers no pixel of the {shape[0]}x{shape[1]} frame", frame))
             continue
@@ -159,7 +167,7 @@ def convert_case(task: CaseTask) -> dict:
     ed, es = echonet.ed_es_frames(areas)
 
     ef_tracings = None
-    if ed is not None and es is not None:
+    if ed is not None and es is not None and task.tracings[ed].shape[1] == 4:  # chords: method of disks
         t_ed, t_es = task.tracings[ed], task.tracings[es]
         edv = echonet.volume_by_disks(t_ed[:, 0], t_ed[:, 1], t_ed[:, 2], t_ed[:, 3])
         esv = echonet.volume_by_disks(t_es[:, 0], t_es[:, 1], t_es[:, 2], t_es[:, 3])
@@ -177,7 +185,7 @@ def convert_case(task: CaseTask) -> dict:
         "subset": task.subset,
         "num_frames": int(num_frames),
         "filelist_num_frames": listed,
-        "fps": _num(task.row.get("FPS")),
+        "fps": _num(task.row.get("FPS")) if "FPS" in task.row else echonet.video_fps(task.video),
         "height": int(height),
         "width": int(width),
         "traced_frames": sorted(int(f) for f in areas),
@@ -285,7 +293,7 @@ def remove_stale_files(dataset_dir: Path, keep: set[Path]) -> int:
     """Delete files in our case folders that belong to no current case (earlier runs with other
     options or a larger --max-cases, ``.tmp-`` leftovers of a killed run). Returns how many."""
     removed = 0
-    for sub in (*SUBSET_DIRS, *SUBSET_DIRS.values(), METADATA_DIR):
+    for sub in (*SUBSET_DIRS, *SUBSET_DIRS.values(), METADATA_DIR, DENSE_TRUTH_DIR):
         folder = dataset_dir / sub
         if folder.is_dir():
             for p in folder.iterdir():
@@ -295,22 +303,27 @@ def remove_stale_files(dataset_dir: Path, keep: set[Path]) -> int:
     return removed
 
 
-def write_dataset_json(dataset_dir: Path, num_training: int, options: dict) -> None:
+ECHONET_ABOUT = dict(  # dataset.json's free-text fields for EchoNet-Dynamic
+    description="EchoNet-Dynamic-format echo videos, one case per whole video (frames, H, W); "
+                "only traced frames are labeled, every other frame is the ignore label",
+    reference="https://echonet.github.io/dynamic/",
+    license="see the EchoNet-Dynamic research use agreement",
+    converted_by="unilvseg-nnunet conversion/echonet_to_nnunet.py",
+)
+
+
+def write_dataset_json(dataset_dir: Path, num_training: int, options: dict, labels: dict = LABELS,
+                       about: dict = ECHONET_ABOUT) -> None:
     """dataset.json through nnU-Net's own generate_dataset_json, moved into place atomically.
 
-    Channel names other than "CT" give nnU-Net's z-score normalisation, which suits echo intensities."""
+    Channel names other than "CT" give nnU-Net's z-score normalisation, which suits echo intensities.
+    ``labels``: name -> value, the ignore label last; ``about``: description, reference, license, converted_by."""
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
-    channels = {"0": "R", "1": "G", "2": "B"} if options["keep_color"] else {"0": "echo"}
+    channels = {"0": "R", "1": "G", "2": "B"} if options.get("keep_color") else {"0": "echo"}
     with tempfile.TemporaryDirectory(prefix=".tmp-", dir=dataset_dir) as tmp:
-        generate_dataset_json(
-            tmp, channels, dict(LABELS), num_training, options["file_ending"], dataset_name=dataset_dir.name,
-            description="EchoNet-Dynamic-format echo videos, one case per whole video (frames, H, W); "
-                        "only traced frames are labeled, every other frame is the ignore label",
-            reference="https://echonet.github.io/dynamic/",
-            license="see the EchoNet-Dynamic research use agreement",
-            converted_by="unilvseg-nnunet conversion/echonet_to_nnunet.py",
-        )
+        generate_dataset_json(tmp, channels, dict(labels), num_training, options["file_ending"],
+                              dataset_name=dataset_dir.name, **about)
         os.replace(Path(tmp) / "dataset.json", dataset_dir / "dataset.json")
 
 
@@ -426,3 +439,102 @@ def summary_line(dataset_dir: str | os.PathLike) -> str:
             f"{summary['converted_now']} converted now, {summary['reused_from_earlier_run']} reused), "
             f"{summary['skipped_videos']} videos skipped, {summary['dropped_frames']} frames dropped, problems: {problems}; "
             f"report: {dataset_dir / CONVERSION_REPORT}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The dataset-level run every converter shares (EchoNet-Dynamic, EchoNet-Pediatric, CAMUS)
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """What one kind of source dataset gives :func:`run_conversion`. The functions live at module level,
+    so that worker processes can run them."""
+
+    convert: Callable  # task -> {"case", "split", "status": "converted" | "skipped", "issues", "meta"}; never raises
+    completed: Callable  # task -> its metadata if an earlier run converted it the same way, else None
+    files: Callable  # (dataset_dir, metadata) -> the files of a converted case
+    make_splits: Callable  # metadata of every case -> splits_final.json
+    split_names: tuple  # the split values the summary counts
+    labels: dict  # dataset.json labels, the ignore label last
+    about: dict  # dataset.json description, reference, license, converted_by
+
+
+def _convert_all(convert, todo: list, num_processes: int, progress: bool, desc: str) -> list[dict]:
+    """``convert`` of every task, in ``num_processes`` worker processes when there are several."""
+    from tqdm import tqdm
+
+    results = []
+    bar = tqdm(total=len(todo), desc=desc, unit="video", disable=not progress or not todo, file=sys.stderr)
+    if num_processes > 1 and len(todo) > 1:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None  # fork: no re-import
+        with multiprocessing.get_context(method).Pool(min(num_processes, len(todo))) as pool:
+            for r in pool.imap_unordered(convert, todo, chunksize=1):
+                results.append(r)
+                bar.update()
+    else:
+        for t in todo:
+            results.append(convert(t))
+            bar.update()
+    bar.close()
+    return results
+
+
+def run_conversion(kind: DatasetKind, tasks: list, dataset_dir: Path, options: dict, report: dict,
+                   report_cases: dict, dataset_issues: list, num_processes: int = 2, progress: bool = True) -> list[dict]:
+    """Convert ``tasks`` (each with ``case``, ``split`` and ``subset``) into ``dataset_dir``: cases complete from an
+    earlier run are reused, the others converted in worker processes; files of no current case are removed;
+    then splits_final.json, dataset.json and the conversion report are written. ``report`` holds the report's
+    "source", "options" and other head entries, and under "summary" the first summary entries; ``report_cases``
+    and ``dataset_issues`` hold what planning found. Returns the metadata of every case; raises
+    :class:`ConversionError` (after writing the report) when no case could be converted."""
+    for sub in (*SUBSET_DIRS, *SUBSET_DIRS.values(), METADATA_DIR):
+        (dataset_dir / sub).mkdir(parents=True, exist_ok=True)
+    metas, todo = [], []
+    for t in tasks:
+        meta = kind.completed(t)
+        (todo if meta is None else metas).append(t if meta is None else meta)
+    reused = len(metas)
+    for r in _convert_all(kind.convert, todo, num_processes, progress, f"converting {dataset_dir.name}"):
+        if r["status"] == "converted":
+            metas.append(r["meta"])
+        else:
+            report_cases[r["case"]] = {"outcome": "skipped", "split": r["split"], "issues": r["issues"]}
+    for m in metas:
+        if m["issues"]:
+            report_cases[m["case"]] = {"outcome": "converted", "split": m["split"], "issues": m["issues"]}
+
+    keep = {metadata_path(dataset_dir, m["case"]) for m in metas}
+    keep.update(p for m in metas for p in kind.files(dataset_dir, m))
+    removed = remove_stale_files(dataset_dir, keep)
+    num_training = sum(m["subset"] == "imagesTr" for m in metas)
+    splits = kind.make_splits(metas)
+    write_json(dataset_dir / "splits_final.json", splits)
+    write_dataset_json(dataset_dir, num_training, options, kind.labels, kind.about)
+
+    all_issues = [i for c in report_cases.values() for i in c["issues"]]
+    summary = {
+        **report.get("summary", {}),
+        "cases": len(metas),
+        "imagesTr": num_training,
+        "imagesTs": len(metas) - num_training,
+        "splits": {s: sum(m["split"] == s for m in metas) for s in kind.split_names},
+        "converted_now": len(metas) - reused,
+        "reused_from_earlier_run": reused,
+        "skipped_videos": sum(c["outcome"] == "skipped" for c in report_cases.values()),
+        "dropped_frames": sum(i["action"] == DROP_FRAME for i in all_issues),
+        "cases_with_issues": len(report_cases),
+        "problems": {p: sum(i["problem"] == p for i in all_issues) for p in sorted({i["problem"] for i in all_issues})},
+        "stale_files_removed": removed,
+    }
+    for k, fold in enumerate(splits):
+        if not fold["train"] or not fold["val"]:
+            dataset_issues.append({"problem": "empty_fold", "action": "kept",
+                                   "message": f"fold {k} has {len(fold['train'])} train and {len(fold['val'])} val cases"})
+    write_json(dataset_dir / CONVERSION_REPORT, {
+        "source": report["source"], "dataset": str(dataset_dir),
+        **{k: v for k, v in report.items() if k not in ("source", "summary")},
+        "summary": summary, "dataset_issues": dataset_issues, "cases": dict(sorted(report_cases.items())),
+    })
+    if not metas:
+        raise ConversionError(f"{report['source']}: no video could be converted (see {dataset_dir / CONVERSION_REPORT})")
+    return metas

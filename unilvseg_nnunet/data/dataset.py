@@ -24,6 +24,10 @@ FILE_ENDING = ".mha"  # the conversion default (uncompressed MetaImage, ~2x fast
 # readers take a dataset's own ending from its dataset.json (:func:`file_ending`)
 METADATA_DIR = "unilvseg_metadata"
 CONVERSION_REPORT = "conversion_report.json"
+# Dense truth, where a source dataset knows the LV of every frame (the phantom; CAMUS's full-cycle labels):
+# DENSE_TRUTH_DIR/<case><file_ending>, (frames, H, W) uint8, 1 = LV (and the dataset's other structures, as
+# CAMUS's), 0 elsewhere, on every frame. nnU-Net never reads it; the evaluation scores every frame against it.
+DENSE_TRUTH_DIR = "unilvseg_dense_truth"
 
 METADATA_FIELDS = {
     "case": "nnU-Net case identifier = EchoNet FileName without extension",
@@ -43,6 +47,10 @@ METADATA_FIELDS = {
     "ef_tracings": "EF recomputed from the tracings by the method of disks (percent) or null",
     "issues": "list of problems found for this case that were handled (see the conversion report)",
 }
+
+
+def dense_truth_path(dataset_dir: str | os.PathLike, case: str, ending: str) -> Path:
+    return Path(dataset_dir) / DENSE_TRUTH_DIR / f"{case}{ending}"
 
 
 def metadata_path(dataset_dir: str | os.PathLike, case: str) -> Path:
@@ -71,10 +79,10 @@ def iter_case_metadata(dataset_dir: str | os.PathLike) -> Iterator[dict]:
         yield json.loads(path.read_text())
 
 
-def labeled_frames(label_volume: np.ndarray) -> np.ndarray:
-    """Indices of frames that carry a label (any voxel other than IGNORE)."""
+def labeled_frames(label_volume: np.ndarray, ignore: int = IGNORE) -> np.ndarray:
+    """Indices of frames that carry a label (any voxel other than the dataset's ignore label)."""
     lab = np.asarray(label_volume)
-    return np.flatnonzero((lab != IGNORE).reshape(lab.shape[0], -1).any(axis=1))
+    return np.flatnonzero((lab != ignore).reshape(lab.shape[0], -1).any(axis=1))
 
 
 class DatasetError(UnilvsegError):
@@ -108,6 +116,20 @@ def file_ending(raw_dir: str | os.PathLike) -> str:
     except (OSError, ValueError, KeyError) as e:
         raise DatasetError(f"{path}: cannot read the dataset's file_ending ({type(e).__name__}: {e})") from None
     return ending
+
+
+def structure_labels(raw_dir: str | os.PathLike) -> tuple[dict[str, int], int]:
+    """({structure name: label value}, ignore label) of a raw dataset, from its dataset.json: every label but
+    "background" and "ignore" is a structure ({"LV": 1} for EchoNet; LV, myocardium, left atrium for CAMUS)."""
+    path = Path(raw_dir) / "dataset.json"
+    try:
+        labels = {k: int(v) for k, v in json.loads(path.read_text())["labels"].items()}
+        ignore = labels.pop("ignore")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DatasetError(f"{path}: cannot read the dataset's labels with an ignore label "
+                           f"({type(e).__name__}: {e})") from None
+    labels.pop("background", None)
+    return labels, ignore
 
 
 def subset_cases(raw_dir: str | os.PathLike, subset: str) -> tuple[Path, list[str], str]:

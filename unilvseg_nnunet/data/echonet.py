@@ -22,11 +22,7 @@ def tracing_polygon(x1, y1, x2, y2) -> tuple[np.ndarray, np.ndarray]:
 
 def tracing_mask(x1, y1, x2, y2, shape: tuple[int, int]) -> np.ndarray:
     """Binary LV mask exactly as EchoNet-Dynamic draws it (skimage polygon on rounded vertices)."""
-    x, y = tracing_polygon(x1, y1, x2, y2)
-    r, c = skimage.draw.polygon(np.rint(y).astype(np.int64), np.rint(x).astype(np.int64), shape)
-    mask = np.zeros(shape, np.uint8)
-    mask[r, c] = 1
-    return mask
+    return rows_mask(np.stack([np.asarray(a, float) for a in (x1, y1, x2, y2)], 1), shape)
 
 
 def volume_by_disks(x1, y1, x2, y2) -> float:
@@ -117,12 +113,13 @@ def read_filelist(path) -> list[dict]:
     return rows
 
 
-def read_tracings(path) -> dict[str, dict[int, np.ndarray]]:
+def read_tracings(path, coordinates: tuple[str, ...] = TRACING_COLUMNS[1:5]) -> dict[str, dict[int, np.ndarray]]:
     """VolumeTracings.csv grouped per video (name without ``.avi``) and frame (0-based int): an
-    (rows, 4) float array of X1, Y1, X2, Y2 in file order. Non-numeric values become NaN; rows whose
-    Frame is not a non-negative integer are kept under frame -1 so that the caller can report them."""
-    cols = _read_csv(path, TRACING_COLUMNS)
-    coords = np.stack([_floats(cols[c]) for c in ("X1", "Y1", "X2", "Y2")], 1)
+    (rows, 4) float array of X1, Y1, X2, Y2 in file order (``coordinates``: other columns, e.g. EchoNet-Pediatric's
+    X, Y). Non-numeric values become NaN; rows whose Frame is not a non-negative integer are kept under frame -1
+    so that the caller can report them."""
+    cols = _read_csv(path, ("FileName", *coordinates, "Frame"))
+    coords = np.stack([_floats(cols[c]) for c in coordinates], 1)
     f = _floats(cols["Frame"])
     ok = np.isfinite(f) & (f >= 0)
     ok[ok] &= f[ok] == np.floor(f[ok])
@@ -136,9 +133,24 @@ def read_tracings(path) -> dict[str, dict[int, np.ndarray]]:
     return out
 
 
+def rows_polygon(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Polygon (x, y) of a traced frame's rows, as EchoNet's loader reads both layouts: (n, 4) X1, Y1, X2, Y2
+    chords (:func:`tracing_polygon`) or (n, 2) X, Y outline points in file order (EchoNet-Pediatric)."""
+    return tracing_polygon(*rows.T) if rows.shape[1] == 4 else (rows[:, 0], rows[:, 1])
+
+
+def rows_mask(rows: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Binary mask of a traced frame's rows (either layout), EchoNet's fill rule (skimage polygon, rounded)."""
+    x, y = rows_polygon(rows)
+    r, c = skimage.draw.polygon(np.rint(y).astype(np.int64), np.rint(x).astype(np.int64), shape)
+    mask = np.zeros(shape, np.uint8)
+    mask[r, c] = 1
+    return mask
+
+
 def tracing_area(rows: np.ndarray) -> float:
-    """Area (pixel^2) of a tracing's polygon (shoelace), rows = (n, 4) X1, Y1, X2, Y2."""
-    x, y = tracing_polygon(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+    """Area (pixel^2) of a tracing's polygon (shoelace), rows in either layout of :func:`rows_polygon`."""
+    x, y = rows_polygon(rows)
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
@@ -150,6 +162,18 @@ def ed_es_frames(areas: dict[int, float]) -> tuple[int | None, int | None]:
     ed = max(areas, key=lambda f: (areas[f], -f))
     es = min(areas, key=lambda f: (areas[f], f))
     return ed, es
+
+
+def video_fps(path) -> float | None:
+    """Frame rate stored in the video container (None if OpenCV reports none)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return float(fps) if fps and math.isfinite(fps) and fps > 0 else None
 
 
 def decode_video(path, keep_color: bool = False) -> np.ndarray:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from unilvseg_nnunet.data.echonet import ejection_fraction, volume_by_disks
+from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.files import write_json, write_text, write_video
 
 FILELIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split")
@@ -85,6 +86,10 @@ class PhantomParams:
     beat: int = 0  # which whole systole is traced
     noisy_frames: list = field(default_factory=list)
     blank_frames: list = field(default_factory=list)
+
+
+class PhantomError(UnilvsegError, ValueError):
+    """Bad arguments for the phantom, or a folder it must not write into."""
 
 
 @dataclass
@@ -273,25 +278,27 @@ def _ellipse(u, v, uc, vc, a, b):
     return ((u - uc) / a) ** 2 + ((v - vc) / b) ** 2 <= 1.0
 
 
-def render(p: PhantomParams) -> tuple[np.ndarray, np.ndarray]:
-    """Render a video: frames (T, H, W) uint8 and the true LV cavity masks (T, H, W) uint8."""
+def render(p: PhantomParams, structures: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Render a video: frames (T, H, W) uint8 and the true LV cavity masks (T, H, W) uint8 (with ``structures``:
+    label maps 1 LV cavity, 2 myocardium, 3 left atrium, as CAMUS labels them)."""
     rng = np.random.default_rng(p.noise_seed)
     g = {k: np.asarray(v, np.float32)[:, None, None] for k, v in _geometry(p, np.arange(p.n_frames)).items()}
     py, px = np.mgrid[0:p.size, 0:p.size].astype(np.float32)
     # every pixel in the heart's frame: u along the long axis from the apex, v across it (+ = lateral)
     u = (px - g["ax"]) * g["dx"] + (py - g["ay"]) * g["dy"]
     v = (px - g["ax"]) * g["nx"] + (py - g["ay"]) * g["ny"]
-    refl, cavity = _anatomy(p, g, u, v)
+    refl, labels = _anatomy(p, g, u, v)
     refl = np.maximum(refl, _leaflets(p, g, px, py))
     refl *= np.clip(1.0 + 0.3 * _smooth_field(rng, p.size, 7.0), 0.3, None)[None]  # static heterogeneity
     # texture coordinates fixed to the tissue (each pixel's place in the heart at ED): speckle moves with the wall
     material = ((v * (p.half_width / g["half_width"]) + p.size).astype(np.float32),
                 (u * (p.length / g["length"]) + p.size).astype(np.float32))
-    return _acquire(p, rng, refl, px, py, material), cavity.astype(np.uint8)
+    return _acquire(p, rng, refl, px, py, material), labels if structures else (labels == 1).astype(np.uint8)
 
 
 def _anatomy(p: PhantomParams, g: dict, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reflectivity (T, H, W) of the four chambers, walls and pericardium, and the LV cavity mask (T, H, W) bool."""
+    """Reflectivity (T, H, W) of the four chambers, walls and pericardium, and the label map (T, H, W) uint8
+    of the LV cavity (1), the myocardium down to the mitral annulus (2) and the left atrium (3)."""
     L, b, w, wa = g["length"], g["half_width"], g["wall"], g["wall_apex"]
     s = u / L
     left, right = _half_widths(p, s, b)
@@ -322,7 +329,7 @@ def _anatomy(p: PhantomParams, g: dict, u: np.ndarray, v: np.ndarray) -> tuple[n
     for mask, level in ((atrial_wall, 0.75 * lv["myo"]), (rv_wall, 0.85 * lv["myo"]), (peri, lv["peri"]),
                         (inside_o, lv["myo"]), (cavity | rv | la | ra, lv["blood"])):
         refl[mask] = level
-    return refl, cavity
+    return refl, np.select([cavity, inside_o & (u <= L), la], [1, 2, 3], 0).astype(np.uint8)
 
 
 def _leaflets(p: PhantomParams, g: dict, px: np.ndarray, py: np.ndarray) -> np.ndarray:

@@ -15,25 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from unilvseg_nnunet.evaluation import cardiac
-from unilvseg_nnunet.data.echonet import DEFAULT_FPS, decode_video
+from unilvseg_nnunet.data.echonet import DEFAULT_FPS, decode_video, video_fps
 from unilvseg_nnunet.evaluation.reports import jsonable, plot_area_curve, save_figure, to_csv
 from unilvseg_nnunet.files import write_json, write_text, write_volume
 from unilvseg_nnunet.inference.predictor import PredictionError, check_model_folder, load_predictor, model_wants_color, segment
 from unilvseg_nnunet.evaluation.overlay import write_overlay_video
 
 VIDEO_SUFFIXES = (".avi",)
-
-
-def video_fps(path) -> float | None:
-    """Frame rate stored in the video container (None if OpenCV reports none)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
-    return float(fps) if fps and math.isfinite(fps) and fps > 0 else None
 
 
 def predict_one(predictor, video_path, out_dir, fps: float | None = None, overlay_scale: int = 3,

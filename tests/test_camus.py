@@ -1,0 +1,312 @@
+"""CAMUS -> nnU-Net raw dataset on the CAMUS-style phantom in both distributions (NIfTI and MetaImage):
+layout, pixel spacing, ED/ES labels of three structures against the source files, dense truth, Info values,
+official and seeded splits; one crafted bad input per problem (reported for that patient and view, the
+others intact); dataset-level errors; resumability; and the conversion script."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from unilvseg_nnunet.data import camus
+from unilvseg_nnunet.data import dataset as ds
+from unilvseg_nnunet.data.camus import convert_camus
+from unilvseg_nnunet.data.camus_phantom import FOLDERS, synthesize_camus
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE, WIDTH, SPACING = 64, 80, 0.5  # small frames keep the conversion tests fast; the e2e test uses larger ones
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> dict:
+    """The CAMUS-style phantom in each distribution (NIfTI: 5 patients with split files; MetaImage: 4)."""
+    root = tmp_path_factory.mktemp("camus")
+    kw = dict(size=SIZE, width=WIDTH, spacing=SPACING, frames=(20, 30))
+    return {"nifti": synthesize_camus(root / "nifti", n_patients=5, fmt="nifti", splits=(3, 1, 1), **kw),
+            "mhd": synthesize_camus(root / "mhd", n_patients=4, fmt="mhd", **kw)}
+
+
+@pytest.fixture
+def raw(tmp_path, monkeypatch) -> Path:
+    out = tmp_path / "nnUNet_raw"
+    out.mkdir()
+    monkeypatch.setenv("nnUNet_raw", str(out))
+    return out
+
+
+def copy(phantom: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(phantom, tmp_path / "source"))
+
+
+def convert(root: Path, **kw) -> Path:
+    kw.setdefault("num_processes", 1)
+    return convert_camus(root, 960, "Camus", progress=False, **kw)
+
+
+def report_of(out: Path) -> dict:
+    return json.loads((out / ds.CONVERSION_REPORT).read_text())
+
+
+def source(root: Path, case: str, suffix: str) -> np.ndarray:
+    patient = case.split("_")[0]
+    path = camus.find_image(next(root.glob(f"*/{patient}")), f"{case}{suffix}")
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def assert_case_correct(out: Path, root: Path, case: str, dense: bool) -> dict:
+    """Image = the source sequence with its pixel spacing; label = _ED_gt/_ES_gt on ED/ES, ignore elsewhere."""
+    meta = ds.read_case_metadata(out, case)
+    sub = meta["subset"]
+    image = sitk.ReadImage(str(out / sub / f"{case}_0000.mha"))
+    label = sitk.ReadImage(str(out / sub.replace("images", "labels") / f"{case}.mha"))
+    seq = source(root, case, "_half_sequence" if meta["source_format"] == "nifti" else "_sequence")
+    img, lab = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(label)
+    np.testing.assert_array_equal(img, seq)
+    assert lab.shape == seq.shape == (meta["num_frames"], SIZE, WIDTH)
+    for s in (image.GetSpacing(), label.GetSpacing()):
+        np.testing.assert_allclose(s, (SPACING, SPACING, 1.0), rtol=1e-6)
+    np.testing.assert_allclose(meta["spacing"], (1.0, SPACING, SPACING), rtol=1e-6)
+    n = meta["num_frames"]
+    assert (meta["ed_frame"], meta["es_frame"], meta["traced_frames"]) == (0, n - 1, [0, n - 1])
+    np.testing.assert_array_equal(lab[0], source(root, case, "_ED_gt"))
+    np.testing.assert_array_equal(lab[-1], source(root, case, "_ES_gt"))
+    assert set(np.unique(lab[0])) == {0, 1, 2, 3} and (lab[1:-1] == camus.IGNORE).all()
+    truth = ds.dense_truth_path(out, case, ".mha")
+    assert meta["dense_truth"] is dense and truth.is_file() is dense
+    if dense:
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(truth))),
+                                      source(root, case, "_half_sequence_gt"))
+    return meta
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "mhd"])
+def test_convert_each_distribution(phantoms, raw, fmt):
+    root = phantoms[fmt]
+    out = convert(root, dense_truth=True)
+    rep = report_of(out)
+    metas = {m["case"]: m for m in ds.iter_case_metadata(out)}
+    n_patients = 5 if fmt == "nifti" else 4
+    assert sorted(metas) == [f"patient{i:04d}_{v}" for i in range(1, n_patients + 1) for v in camus.VIEWS]
+    for case in metas:
+        meta = assert_case_correct(out, root, case, dense=fmt == "nifti")
+        info = camus.read_info(root / FOLDERS[fmt] / meta["patient"] / f"Info_{meta['view']}.cfg")
+        assert meta["info"] == info and meta["image_quality"] == info["ImageQuality"]
+        assert meta["filelist_num_frames"] == meta["num_frames"] and meta["issues"] == []
+        if fmt == "nifti":
+            assert (meta["ef"], meta["edv"], meta["esv"], meta["fps"]) == (float(info["EF"]), None, None, 40.0)
+        else:
+            assert (meta["ef"], meta["edv"], meta["esv"]) == tuple(float(info[k]) for k in ("LVef", "LVedv", "LVesv"))
+            assert 0 < meta["ef"] < 100 and meta["esv"] < meta["edv"] and meta["fps"] is None
+    # both views of a patient share its split; TEST patients go to imagesTs
+    split_of = {m["patient"]: m["split"] for m in metas.values()}
+    assert all(m["split"] == split_of[m["patient"]] for m in metas.values())
+    assert all((m["subset"] == "imagesTs") == (m["split"] == "TEST") for m in metas.values())
+    splits = json.loads((out / "splits_final.json").read_text())
+    assert splits == [{"train": sorted(c for c, m in metas.items() if m["split"] == "TRAIN"),
+                       "val": sorted(c for c, m in metas.items() if m["split"] == "VAL")}]
+    if fmt == "nifti":  # the official split files are used
+        listed = {s: (root / camus.SPLIT_DIR / f).read_text().split() for s, f in camus.SPLIT_FILES.items()}
+        assert {p: s for s, ps in listed.items() for p in ps} == split_of
+        assert rep["split"]["source"] == "official"
+        assert [i["problem"] for i in rep["dataset_issues"]] == ["info_without_volumes"]
+    else:  # a seeded patient-level split, written down in the report
+        assert rep["split"]["source"] == "seeded" and rep["split"]["seed"] == 0
+        assert {p: s for s, ps in rep["split"]["patients"].items() for p in ps} == split_of
+        assert sorted(split_of.values()) == ["TEST", "TRAIN", "TRAIN", "VAL"]
+        assert [i["problem"] for i in rep["dataset_issues"]] == ["no_dense_labels"]
+    dj = json.loads((out / "dataset.json").read_text())
+    assert dj["labels"] == {"background": 0, "LV": 1, "myocardium": 2, "left_atrium": 3, "ignore": 4}
+    assert dj["channel_names"] == {"0": "echo"} and dj["numTraining"] == sum(m["subset"] == "imagesTr" for m in metas.values())
+    assert rep["cases"] == {} and rep["summary"]["cases"] == len(metas)
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+    verify_dataset_integrity(str(out), num_processes=1)  # stock nnU-Net accepts it (spacing, labels, ignore)
+
+
+def test_seeded_split_is_stable_and_patient_level():
+    patients = [f"patient{i:04d}" for i in range(1, 21)]
+    split = camus.seeded_split(patients, 3)
+    assert split == camus.seeded_split(patients[::-1], 3)  # the order patients are found in plays no part
+    assert sorted(split.values()).count("TRAIN") == 16 and list(split.values()).count("VAL") == 2
+    assert camus.seeded_split(patients, 4) != split
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing((SPACING,) * array.ndim)
+    sitk.WriteImage(img, str(path))
+
+
+def _edit_info(folder: Path, view: str, **changes) -> None:
+    path = folder / f"Info_{view}.cfg"
+    info = camus.read_info(path)
+    info.update({k: v for k, v in changes.items() if v is not None})
+    for k in [k for k, v in changes.items() if v is None]:
+        del info[k]
+    path.write_text("".join(f"{k}: {v}\n" for k, v in info.items()))
+
+
+def _break(root: Path, quirk: str) -> None:
+    """Damage view 4CH of patient0002 (or the split files) of a NIfTI phantom copy."""
+    folder = root / "database_nifti" / "patient0002"
+    stem = folder / "patient0002_4CH"
+    seq = source(root, "patient0002_4CH", "_half_sequence")
+    if quirk == "missing_sequence":
+        Path(f"{stem}_half_sequence.nii.gz").unlink()
+    elif quirk == "unreadable_sequence":
+        Path(f"{stem}_half_sequence.nii.gz").write_bytes(b"not an image" * 20)
+    elif quirk == "missing_info":
+        (folder / "Info_4CH.cfg").unlink()
+    elif quirk == "invalid_info":
+        _edit_info(folder, "4CH", ED="first")
+    elif quirk == "frame_beyond_length":
+        _edit_info(folder, "4CH", ES=str(len(seq) + 5))
+    elif quirk == "frame_count_mismatch":
+        _edit_info(folder, "4CH", NbFrame=str(len(seq) + 2))
+    elif quirk == "info_missing_value":
+        _edit_info(folder, "4CH", EF=None)
+    elif quirk == "es_before_ed":
+        _edit_info(folder, "4CH", ED=str(len(seq)), ES="1")
+    elif quirk == "unusable_label":
+        gt = source(root, "patient0002_4CH", "_ED_gt")
+        _write(Path(f"{stem}_ED_gt.nii.gz"), gt[:, :-3])  # wrong shape
+    elif quirk == "label_values":
+        gt = source(root, "patient0002_4CH", "_ES_gt")
+        gt[0, 0] = 7
+        _write(Path(f"{stem}_ES_gt.nii.gz"), gt)
+    elif quirk == "labels_disagree":
+        gt = source(root, "patient0002_4CH", "_ED_gt")
+        gt[gt == 3] = 0
+        _write(Path(f"{stem}_ED_gt.nii.gz"), gt)
+    elif quirk == "missing_label":
+        for p in ("ED_gt", "ES_gt", "half_sequence_gt"):
+            Path(f"{stem}_{p}.nii.gz").unlink()
+    elif quirk == "unusable_dense_labels":
+        _write(Path(f"{stem}_half_sequence_gt.nii.gz"), source(root, "patient0002_4CH", "_half_sequence_gt")[:-1])
+    elif quirk == "missing_patient":
+        for f in (root / camus.SPLIT_DIR).glob("subgroup_training.txt"):
+            f.write_text(f.read_text() + "patient0099\n")
+    elif quirk == "not_in_split":
+        for f in (root / camus.SPLIT_DIR).iterdir():
+            f.write_text(f.read_text().replace("patient0002\n", ""))
+
+
+QUIRKS = {  # quirk: (cases named in the report, problem, action, case outcome)
+    "missing_sequence": (["patient0002_4CH"], "missing_sequence", "skipped video", "skipped"),
+    "unreadable_sequence": (["patient0002_4CH"], "unreadable_sequence", "skipped video", "skipped"),
+    "missing_info": (["patient0002_4CH"], "missing_info", "skipped video", "skipped"),
+    "invalid_info": (["patient0002_4CH"], "invalid_info", "skipped video", "skipped"),
+    "frame_beyond_length": (["patient0002_4CH"], "frame_beyond_length", "dropped frame", "converted"),
+    "frame_count_mismatch": (["patient0002_4CH"], "frame_count_mismatch", "kept", "converted"),
+    "info_missing_value": (["patient0002_4CH"], "info_missing_value", "kept", "converted"),
+    "es_before_ed": (["patient0002_4CH"], "es_before_ed", "kept", "converted"),
+    "unusable_label": (["patient0002_4CH"], "unusable_label", "dropped frame", "converted"),
+    "label_values": (["patient0002_4CH"], "unusable_label", "dropped frame", "converted"),
+    "labels_disagree": (["patient0002_4CH"], "labels_disagree", "kept", "converted"),
+    "missing_label": (["patient0002_4CH"], "no_valid_label", "skipped video", "skipped"),
+    "unusable_dense_labels": (["patient0002_4CH"], "unusable_dense_labels", "ignored", "converted"),
+    "missing_patient": (["patient0099_2CH", "patient0099_4CH"], "missing_patient", "skipped video", "skipped"),
+    "not_in_split": (["patient0002_2CH", "patient0002_4CH"], "not_in_split", "skipped video", "skipped"),
+}
+
+
+@pytest.mark.parametrize("quirk", sorted(QUIRKS))
+def test_quirk_reported_and_others_intact(phantoms, raw, tmp_path, quirk):
+    cases, problem, action, outcome = QUIRKS[quirk]
+    root = copy(phantoms["nifti"], tmp_path)
+    _break(root, quirk)
+    out = convert(root, dense_truth=True)
+    rep = report_of(out)
+    assert sorted(rep["cases"]) == cases, rep["cases"]
+    for case in cases:
+        entry = rep["cases"][case]
+        assert entry["outcome"] == outcome
+        assert any(i["problem"] == problem and i["action"] == action for i in entry["issues"]), entry
+    for meta in ds.iter_case_metadata(out):
+        if meta["case"] not in cases:
+            assert_case_correct(out, root, meta["case"], dense=True)
+    if outcome == "skipped":
+        assert not any(ds.metadata_path(out, c).exists() for c in cases)
+        assert not any(c in f for fold in json.loads((out / "splits_final.json").read_text()) for f in fold.values()
+                       for c in cases)
+        return
+    meta = ds.read_case_metadata(out, cases[0])
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(out / meta["subset"].replace("images", "labels") / f"{cases[0]}.mha")))
+    n = meta["num_frames"]
+    assert meta["issues"] == rep["cases"][cases[0]]["issues"]
+    if quirk == "frame_beyond_length":
+        assert meta["traced_frames"] == [0] and meta["es_frame"] is None and (lab[1:] == camus.IGNORE).all()
+    if quirk in ("unusable_label", "label_values"):
+        assert meta["traced_frames"] == ([n - 1] if quirk == "unusable_label" else [0])
+    if quirk == "es_before_ed":
+        assert (meta["ed_frame"], meta["es_frame"], meta["traced_frames"]) == (n - 1, 0, [0, n - 1])
+    if quirk == "labels_disagree":  # the ED/ES annotation file wins over the sequence labels
+        np.testing.assert_array_equal(lab[0], source(root, cases[0], "_ED_gt"))
+    if quirk == "unusable_dense_labels":
+        assert meta["dense_truth"] is False and meta["traced_frames"] == [0, n - 1]
+    if quirk == "info_missing_value":
+        assert meta["ef"] is None
+
+
+@pytest.mark.parametrize("damage,needle", [
+    ("no_patients", "no patientXXXX folder"),
+    ("split_file_missing", "subgroup_testing.txt: split file missing"),
+    ("split_twice", "patient0001 is also listed for TRAIN"),
+])
+def test_dataset_level_errors_exit_nonzero_and_write_nothing(phantoms, raw, tmp_path, damage, needle):
+    root = copy(phantoms["nifti"], tmp_path)
+    if damage == "no_patients":
+        shutil.rmtree(root / "database_nifti")
+    elif damage == "split_file_missing":
+        (root / camus.SPLIT_DIR / "subgroup_testing.txt").unlink()
+    else:
+        f = root / camus.SPLIT_DIR / "subgroup_validation.txt"
+        f.write_text(f.read_text() + "patient0001\n")
+        (root / camus.SPLIT_DIR / "subgroup_training.txt").write_text("patient0001\n")
+    proc = _run_script([str(root), "-d", "960", "-n", "Camus"], raw)
+    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert list(raw.iterdir()) == []
+
+
+def test_resumable_and_options_replace_earlier_files(phantoms, raw, tmp_path):
+    root = copy(phantoms["nifti"], tmp_path)
+    out = convert(root, dense_truth=True)
+    files = sorted(out.rglob("*.mha"))
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    out = convert(root, dense_truth=True)
+    assert report_of(out)["summary"]["converted_now"] == 0
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    (out / "labelsTr" / "patient0001_2CH.mha").unlink()  # a missing file means: redo the case
+    _edit_info(root / "database_nifti" / "patient0003", "2CH", ImageQuality="Poor")  # so does a changed Info file
+    out = convert(root, dense_truth=True)
+    assert report_of(out)["summary"]["converted_now"] == 2
+    assert ds.read_case_metadata(out, "patient0003_2CH")["image_quality"] == "Poor"
+    out = convert(root, views=["4CH"], max_patients=3)  # fewer views and patients, no dense truth
+    assert sorted(p.name for p in (out / ds.METADATA_DIR).iterdir()) == [f"patient000{i}_4CH.json" for i in (1, 2, 3)]
+    assert not list((out / ds.DENSE_TRUTH_DIR).iterdir())
+    assert report_of(out)["summary"]["patients_selected"] == 3
+
+
+def _run_script(args, env_raw: Path):
+    env = dict(os.environ, nnUNet_raw=str(env_raw))
+    return subprocess.run([sys.executable, str(REPO / "conversion" / "camus_to_nnunet.py"), *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_script_converts_one_view_of_the_metaimage_release(phantoms, raw):
+    proc = _run_script([str(phantoms["mhd"]), "-d", "961", "-n", "CamusMhd", "--views", "2CH", "-np", "2"], raw)
+    assert proc.returncode == 0, proc.stderr
+    assert "Dataset961_CamusMhd: 4 cases" in proc.stdout
+    out = raw / "Dataset961_CamusMhd"
+    for meta in ds.iter_case_metadata(out):
+        assert meta["view"] == "2CH"
+        assert_case_correct(out, phantoms["mhd"], meta["case"], dense=False)
+    proc = _run_script([str(phantoms["mhd"]), "-d", "961", "-n", "CamusMhd", "--views", "3CH"], raw)
+    assert proc.returncode == 2 and "invalid choice: '3CH'" in proc.stderr
+
