@@ -310,3 +310,42 @@ def test_script_converts_one_view_of_the_metaimage_release(phantoms, raw):
     proc = _run_script([str(phantoms["mhd"]), "-d", "961", "-n", "CamusMhd", "--views", "3CH"], raw)
     assert proc.returncode == 2 and "invalid choice: '3CH'" in proc.stderr
 
+
+# ------------------------------------------------------------------------------------------------
+# Several structures and large frames through the chain (the pieces; the end-to-end run is below)
+# ------------------------------------------------------------------------------------------------
+
+def test_sparse_loss_trains_every_structure_on_labeled_frames_only():
+    import torch
+
+    from unilvseg_nnunet.training.losses import SparseFrameLoss
+
+    torch.manual_seed(0)
+    target = torch.full((1, 1, 3, 16, 16), camus.IGNORE)
+    target[0, 0, 1] = torch.randint(0, 4, (16, 16))  # one labeled frame holding all four classes
+    logits = torch.randn(1, 4, 3, 16, 16, requires_grad=True)
+    SparseFrameLoss(camus.IGNORE)(logits, target).backward()
+    grad = logits.grad[0].abs().flatten(2).sum(2)  # (classes, frames)
+    assert (grad[:, [0, 2]] == 0).all() and (grad[:, 1] > 0).all()
+    perfect = torch.nn.functional.one_hot(target[0, 0].clamp(max=3), 4).permute(3, 0, 1, 2)[None].float() * 20
+    assert SparseFrameLoss(camus.IGNORE)(perfect, target) < 0.01
+
+
+def test_windows_of_large_frames_centre_on_a_structure():
+    from unilvseg_nnunet.training.sampling import foreground_pixel, window_start
+
+    rng = np.random.default_rng(0)
+    seg = np.zeros((2, 300, 400), np.int16)
+    seg[:, 250:260, 20:30] = 3  # a small structure in a corner of large frames
+    seg[:, 100:110, 300:320] = 1
+    hits = set()
+    for _ in range(50):
+        r, c = foreground_pixel(seg, camus.IGNORE, rng)
+        assert seg[0, r, c] in (1, 3)
+        hits.add(int(seg[0, r, c]))
+        start_r, start_c = window_start(300, 96, 0, "train", rng, r), window_start(400, 96, 0, "train", rng, c)
+        assert 0 <= start_r <= 300 - 96 and 0 <= start_c <= 400 - 96
+        assert start_r <= r < start_r + 96 and start_c <= c < start_c + 96  # the window holds the pixel
+    assert hits == {1, 3}  # every present structure is drawn
+    assert foreground_pixel(np.full((1, 8, 8), camus.IGNORE), camus.IGNORE, rng) is None
+

@@ -5,7 +5,6 @@ and the batch size come from nnU-Net's 2D planning on the super-image size (sqrt
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +28,10 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
     (F*T, H, W) with (H, W) the median frame size, and a ``"unilvseg"`` key read by our
     trainers. The 2D U-Net topology (or, for another encoder, just the batch size) comes from
     the dataset's own nnU-Net planner (the class recorded in the plans, e.g. ExperimentPlanner or
-    a ResEnc planner) planning a 2D configuration of median size sqrt(F)*H x sqrt(F)*W. The
-    super image is never cut: if the planner's VRAM rule would shrink the 2D patch below it, its
-    topology and batch size are kept and a warning says so. ``planner``: an already constructed
+    a ResEnc planner) planning a 2D configuration of median size sqrt(F)*H x sqrt(F)*W. Where the
+    planner's VRAM rule shrinks that 2D patch (frames larger than it, such as CAMUS's), the frame
+    patch becomes the 2D patch / sqrt(F) per axis: training crops frames to it and prediction slides
+    over whole frames, as nnU-Net does with any patch. ``planner``: an already constructed
     planner (default: the plans' planner class for ``plans["dataset_name"]``, which needs
     nnUNet_raw/nnUNet_preprocessed); ``fingerprint`` replaces the planner's dataset fingerprint.
     ``encoder_weights``: optional local ImageNet checkpoint the SI trainer loads into the encoder.
@@ -71,16 +71,14 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
     n_voxels = float(np.prod(base_cfg.median_image_size_in_voxels, dtype=np.float64) * planner.dataset_json["numTraining"])
     plan_2d = planner.get_plans_for_configuration(base_cfg.spacing[1:], si_size, f"{plans['plans_name']}_{base}", n_voxels, {})
     patch_2d = [int(v) for v in plan_2d["patch_size"]]
-    if any(p < s for p, s in zip(patch_2d, si_size)):
-        warnings.warn(f"nnU-Net's 2D planning would shrink the patch to {patch_2d} below the super image {list(si_size)} "
-                      f"(VRAM target {planner.UNet_vram_target_GB} GB); the whole super image is used anyway")
+    h, w = (min(size, p // g) for size, p in zip((h, w), patch_2d))  # the frame patch fits the planned 2D patch
     arch_2d = plan_2d["architecture"]
     if encoder == "unet":
         arch_kwargs = {"frames": frames, "period": period, "encoder": encoder,
                        "net_class": arch_2d["network_class_name"], **arch_2d["arch_kwargs"]}
         requires_import = list(arch_2d["_kw_requires_import"])
     else:
-        arch_kwargs = {"frames": frames, "period": period, "encoder": encoder, "img_size": max(si_size)}
+        arch_kwargs = {"frames": frames, "period": period, "encoder": encoder, "img_size": g * max(h, w)}
         requires_import = []
     config = {
         "inherits_from": base,

@@ -56,13 +56,29 @@ def clip_frames(num_frames: int, labeled, frames: int, period: int, mode: str,
     return starts[rng.choice(best)] + offsets
 
 
-def window_start(size: int, window: int, extra_pad: int, mode: str, rng: np.random.Generator) -> int:
+def window_start(size: int, window: int, extra_pad: int, mode: str, rng: np.random.Generator,
+                 centre: int | None = None) -> int:
     """Start of a ``window`` along one in-plane axis of length ``size``, nnU-Net's rule.
 
     As in nnU-Net's data loader, the window may extend ``extra_pad`` voxels beyond the image (more
     when the image is smaller than the window); training draws uniformly, validation centres it.
+    ``centre``: a foreground pixel the window is centred on as far as that range allows (nnU-Net's
+    foreground oversampling, for frames larger than the patch).
     """
     need = max(extra_pad, window - size)
     lo = -(need // 2)
     hi = size + need // 2 + need % 2 - window
+    if centre is not None:
+        return int(np.clip(centre - window // 2, lo, hi))
     return int(rng.integers(lo, hi + 1)) if mode == "train" else (lo + hi) // 2
+
+
+def foreground_pixel(seg: np.ndarray, ignore_label: int, rng: np.random.Generator) -> tuple[int, int] | None:
+    """(row, column) of a random pixel of a random structure (a label other than 0 and ``ignore_label``) present
+    in the (frames, H, W) labels ``seg``, each present structure equally likely (as nnU-Net samples classes);
+    None when there is none."""
+    present = [c for c in np.unique(seg) if c > 0 and c != ignore_label]
+    if not present:
+        return None
+    pixels = np.argwhere(seg == rng.choice(present))
+    return tuple(int(i) for i in pixels[rng.integers(len(pixels))][1:])

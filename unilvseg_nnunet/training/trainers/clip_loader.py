@@ -7,7 +7,7 @@ from acvl_utils.cropping_and_padding.bounding_boxes import crop_and_pad_nd
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from threadpoolctl import threadpool_limits
 
-from unilvseg_nnunet.training.sampling import clip_frames, window_start
+from unilvseg_nnunet.training.sampling import clip_frames, foreground_pixel, window_start
 from unilvseg_nnunet.training.trainers.video_transforms import BORDER
 
 
@@ -18,8 +18,13 @@ class SparseClipDataLoader(nnUNetDataLoader):
     With ``use_labels=False`` (self-supervision) labels play no part in where clips lie and
     fully unlabeled videos are used like any other; otherwise videos without any labeled frame are
     skipped. Frames beyond the video are zero images with ``ignore`` labels. In-plane, the window
-    (``patch_size[1:]``, larger than the final patch for rotation) is placed by nnU-Net's rule.
+    (``patch_size[1:]``, larger than the final patch for rotation) is placed by nnU-Net's rule; where
+    frames are larger than the final patch, a share ``foreground_share`` of training windows is
+    centred on a pixel of a random structure of the clip's labeled frames (nnU-Net's foreground
+    oversampling), so that crops of large frames still hold the structures.
     """
+
+    foreground_share = 0.33  # nnU-Net's oversample_foreground_percent
 
     def __init__(self, data, batch_size, patch_size, final_patch_size, label_manager, period: int, mode: str,
                  use_labels: bool = True, transforms=None):
@@ -56,12 +61,18 @@ class SparseClipDataLoader(nnUNetDataLoader):
         t = clip_frames(n, labeled, self.frames, self.period, self.mode, self.rng)
         inside = (t >= 0) & (t < n)
         lo, hi = t[inside].min(), t[inside].max() + 1
-        starts = [window_start(data.shape[d + 1], self.patch_size[d], self.need_to_pad[d], self.mode, self.rng) for d in (1, 2)]
+        clip_seg = np.asarray(seg[:, lo:hi])[:, t[inside] - lo]
+        centre = None
+        larger = any(data.shape[d + 1] > self.final_patch_size[d] for d in (1, 2))  # frames larger than the patch
+        if larger and self.mode == "train" and self.use_labels and self.rng.random() < self.foreground_share:
+            centre = foreground_pixel(clip_seg[0][np.isin(t[inside], labeled)], self.ignore_label, self.rng)
+        starts = [window_start(data.shape[d + 1], self.patch_size[d], self.need_to_pad[d], self.mode, self.rng,
+                               None if centre is None else centre[d - 1]) for d in (1, 2)]
         bbox = [[0, int(inside.sum())]] + [[s, s + self.patch_size[d]] for s, d in zip(starts, (1, 2))]
         img = np.zeros((data.shape[0], self.frames, *self.patch_size[1:]), np.float32)
         lab = np.full((1, self.frames, *self.patch_size[1:]), self.ignore_label, np.int16)
         img[:, inside] = crop_and_pad_nd(np.asarray(data[:, lo:hi])[:, t[inside] - lo], bbox, 0)
-        lab[:, inside] = crop_and_pad_nd(np.asarray(seg[:, lo:hi])[:, t[inside] - lo], bbox, BORDER)
+        lab[:, inside] = crop_and_pad_nd(clip_seg, bbox, BORDER)
         return key, torch.from_numpy(img), torch.from_numpy(lab)
 
     def generate_train_batch(self):
