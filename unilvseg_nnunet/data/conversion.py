@@ -346,8 +346,6 @@ def convert_echonet(echonet_dir, dataset_id: int, name: str = "EchoNetDynamic", 
     of FileList.csv; ``compress``: compress the images (labels are always compressed: they are almost
     constant, so it is free). Raises :class:`echonet.EchoNetFormatError` / :class:`ConversionError` for
     dataset-level problems before writing anything; per-video problems go to the conversion report."""
-    from tqdm import tqdm
-
     if file_ending not in (".mha", ".nii.gz"):
         raise ConversionError(f"file ending {file_ending!r} is not supported (use .mha or .nii.gz)")
     if max_cases is not None and max_cases < 1:
@@ -357,76 +355,10 @@ def convert_echonet(echonet_dir, dataset_id: int, name: str = "EchoNetDynamic", 
     options = {"keep_color": bool(keep_color), "file_ending": file_ending, "compress": bool(compress)}
     tasks, report_cases, dataset_issues, num_listed = plan_cases(echonet_dir, dataset_dir, options, include_unlabeled, max_cases)
 
-    for sub in (*SUBSET_DIRS, *SUBSET_DIRS.values(), METADATA_DIR):
-        (dataset_dir / sub).mkdir(parents=True, exist_ok=True)
-    metas, todo, reused = [], [], 0
-    for t in tasks:
-        meta = completed_metadata(t)
-        if meta is None:
-            todo.append(t)
-        else:
-            metas.append(meta)
-            reused += 1
-    results = []
-    bar = tqdm(total=len(todo), desc=f"converting {dataset_dir.name}", unit="video", disable=not progress or not todo, file=sys.stderr)
-    if num_processes > 1 and len(todo) > 1:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None  # fork: no re-import
-        with multiprocessing.get_context(method).Pool(min(num_processes, len(todo))) as pool:
-            for r in pool.imap_unordered(convert_case, todo, chunksize=1):
-                results.append(r)
-                bar.update()
-    else:
-        for t in todo:
-            results.append(convert_case(t))
-            bar.update()
-    bar.close()
-    for r in results:
-        if r["status"] == "converted":
-            metas.append(r["meta"])
-        else:
-            report_cases[r["case"]] = {"outcome": "skipped", "split": r["split"], "issues": r["issues"]}
-    for m in metas:
-        if m["issues"]:
-            report_cases[m["case"]] = {"outcome": "converted", "split": m["split"], "issues": m["issues"]}
-
-    keep = {metadata_path(dataset_dir, m["case"]) for m in metas}
-    keep.update(p for m in metas for p in case_files(dataset_dir, m["subset"], m["case"], options))
-    removed = remove_stale_files(dataset_dir, keep)
-    num_training = sum(m["subset"] == "imagesTr" for m in metas)
-    splits = make_splits(metas)
-    write_json(dataset_dir / "splits_final.json", splits)
-    write_dataset_json(dataset_dir, num_training, options)
-
-    all_issues = [i for c in report_cases.values() for i in c["issues"]]
-    summary = {
-        "videos_listed": num_listed,
-        "videos_selected": min(num_listed, max_cases or num_listed),
-        "cases": len(metas),
-        "imagesTr": num_training,
-        "imagesTs": len(metas) - num_training,
-        "splits": {s: sum(m["split"] == s for m in metas) for s in (*SPLITS, UNLABELED)},
-        "converted_now": len(metas) - reused,
-        "reused_from_earlier_run": reused,
-        "skipped_videos": sum(c["outcome"] == "skipped" for c in report_cases.values()),
-        "dropped_frames": sum(i["action"] == DROP_FRAME for i in all_issues),
-        "cases_with_issues": len(report_cases),
-        "problems": {p: sum(i["problem"] == p for i in all_issues) for p in sorted({i["problem"] for i in all_issues})},
-        "stale_files_removed": removed,
-    }
-    if not splits[0]["train"] or not splits[0]["val"]:
-        dataset_issues.append({"problem": "empty_fold", "action": "kept",
-                               "message": f"fold 0 has {len(splits[0]['train'])} train and {len(splits[0]['val'])} val cases"})
-    report = {
-        "source": str(echonet_dir.resolve()),
-        "dataset": str(dataset_dir),
-        "options": {**options, "include_unlabeled": include_unlabeled, "max_cases": max_cases},
-        "summary": summary,
-        "dataset_issues": dataset_issues,
-        "cases": dict(sorted(report_cases.items())),
-    }
-    write_json(dataset_dir / CONVERSION_REPORT, report)
-    if not metas:
-        raise ConversionError(f"{echonet_dir}: no video could be converted (see {dataset_dir / CONVERSION_REPORT})")
+    report = {"source": str(echonet_dir.resolve()),
+              "options": {**options, "include_unlabeled": include_unlabeled, "max_cases": max_cases},
+              "summary": {"videos_listed": num_listed, "videos_selected": min(num_listed, max_cases or num_listed)}}
+    run_conversion(ECHONET, tasks, dataset_dir, options, report, report_cases, dataset_issues, num_processes, progress)
     return dataset_dir
 
 
@@ -538,3 +470,11 @@ def run_conversion(kind: DatasetKind, tasks: list, dataset_dir: Path, options: d
     if not metas:
         raise ConversionError(f"{report['source']}: no video could be converted (see {dataset_dir / CONVERSION_REPORT})")
     return metas
+
+
+def _echonet_files(dataset_dir: Path, meta: dict) -> list[Path]:
+    return case_files(dataset_dir, meta["subset"], meta["case"], meta["conversion_options"], meta.get("dense_truth"))
+
+
+ECHONET = DatasetKind(convert=convert_case, completed=completed_metadata, files=_echonet_files, make_splits=make_splits,
+                      split_names=(*SPLITS, UNLABELED), labels=LABELS, about=ECHONET_ABOUT)
