@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import DATASET_ID, nnunet_model_folder, run_cmd
+
 from unilvseg_nnunet.data.dataset import FILE_ENDING
 from unilvseg_nnunet.files import read_volume
 
@@ -18,7 +18,8 @@ CONFIG = "si_f4t2"  # 4 frames tiled 2x2 (224x224 super images), period 2: cheap
 
 @pytest.fixture(scope="module")
 def si_configuration(preprocessed_dataset, nnunet_env) -> str:
-    run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--super-image", "--frames", "4", "--period", "2"], env=nnunet_env)
+    run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--super-image", "--frames", "4", "--period", "2"],
+            env=nnunet_env)
     return CONFIG
 
 
@@ -37,7 +38,8 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
     env = nnunet_env
     run_cmd(["nnUNetv2_train", str(DATASET_ID), si_configuration, "0", "-tr", "SuperImageMaskingPretrainer_smoke",
              "-device", "cpu"], env=env)
-    pretrained = nnunet_model_folder(env, "SuperImageMaskingPretrainer_smoke", si_configuration) / "fold_0" / "checkpoint_final.pth"
+    pretrainer = nnunet_model_folder(env, "SuperImageMaskingPretrainer_smoke", si_configuration)
+    pretrained = pretrainer / "fold_0" / "checkpoint_final.pth"
     assert pretrained.is_file()
 
     out = run_cmd(["nnUNetv2_train", str(DATASET_ID), si_configuration, "0", "-tr", "SuperImageTrainer_smoke",
@@ -49,7 +51,8 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
 
     pred = tmp_path / "pred"
     run_cmd(["nnUNetv2_predict", "-i", str(raw_dataset / "imagesTs"), "-o", str(pred), "-d", str(DATASET_ID),
-             "-c", si_configuration, "-tr", "SuperImageTrainer_smoke", "-f", "0", "--disable_tta", "-device", "cpu"], env=env)
+             "-c", si_configuration, "-tr", "SuperImageTrainer_smoke", "-f", "0", "--disable_tta", "-device", "cpu"],
+            env=env)
     images = sorted((raw_dataset / "imagesTs").glob(f"*_0000{FILE_ENDING}"))
     assert images
     for image in images:
@@ -61,28 +64,41 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
     assert f"| {model.name} | 8x" in cost
 
 
-def test_trainer_loads_local_encoder_weights_and_rejects_other_configurations(preprocessed_dataset, nnunet_env, tmp_path, monkeypatch):
-    """ImageNet-style weights named in the configuration reach the encoder when training starts (grey stem adapted)."""
+def test_both_trainers_start_from_local_encoder_weights(preprocessed_dataset, nnunet_env, tmp_path, monkeypatch):
+    """ImageNet-style weights named in the configuration reach the encoder when pretraining and fine-tuning start
+    (grey stem adapted); fine-tuning with stock -pretrained_weights then holds the pretrainer's weights, which
+    started from ImageNet. Other configurations are refused."""
     import timm
     import torch
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 
     from unilvseg_nnunet.planning.superimage import superimage_configuration
-    from unilvseg_nnunet.training.trainers import SuperImageTrainer
+    from unilvseg_nnunet.training.trainers import SuperImageMaskingPretrainer, SuperImageTrainer
 
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(k, nnunet_env[k])
     rgb = timm.create_model("resnet18", pretrained=False)
     torch.save(rgb.state_dict(), tmp_path / "resnet18.pth")
+    imagenet_stem = rgb.conv1.weight.sum(1, keepdim=True)
     plans = json.loads((preprocessed_dataset / "nnUNetPlans.json").read_text())
     dataset_json = json.loads((preprocessed_dataset / "dataset.json").read_text())
     name, cfg = superimage_configuration(plans, None, frames=4, period=2, encoder="resnet18",
                                          encoder_weights=tmp_path / "resnet18.pth")
     plans["configurations"][name] = cfg
     plans["continue_training"] = False  # nnUNetv2_train sets this key (nnU-Net 2.8), the trainer pops it
+
+    pretrainer = SuperImageMaskingPretrainer(dict(plans), name, 0, dataset_json, device=torch.device("cpu"))
+    pretrainer.initialize()
+    torch.testing.assert_close(pretrainer.network.net.encoder.model.conv1.weight, imagenet_stem)
+    pretrainer.save_checkpoint(str(tmp_path / "pretrained.pth"))
+
     trainer = SuperImageTrainer(dict(plans), name, 0, dataset_json, device=torch.device("cpu"))
     trainer.initialize()
     assert not trainer.enable_deep_supervision
-    stem = trainer.network.net.encoder.model.conv1.weight
-    torch.testing.assert_close(stem, rgb.conv1.weight.sum(1, keepdim=True))
+    torch.testing.assert_close(trainer.network.net.encoder.model.conv1.weight, imagenet_stem)
+    with torch.no_grad():
+        trainer.network.net.encoder.model.conv1.weight.zero_()
+    load_pretrained_weights(trainer.network, str(tmp_path / "pretrained.pth"))  # what -pretrained_weights does next
+    torch.testing.assert_close(trainer.network.net.encoder.model.conv1.weight, imagenet_stem)
     with pytest.raises(ValueError, match="not a super-image configuration"):
         SuperImageTrainer(dict(plans), "3d_fullres", 0, dataset_json, device=torch.device("cpu"))

@@ -6,9 +6,9 @@ around a labeled frame, the sparse frame-wise loss, video-safe augmentation, in-
 mirroring. What differs: the network (:class:`~unilvseg_nnunet.training.superimage.SuperImageNet`, from
 the plans) has one full-resolution output, so deep supervision is off; and an encoder's ImageNet
 weights can come from a local file named in the configuration (``"unilvseg": {"encoder_weights"}``),
-loaded when training starts (never at prediction, where the checkpoint holds all weights).
+loaded when either trainer starts training (never at prediction, where the checkpoint holds all weights).
 The network is built as nnU-Net builds any network from the plans (no extra period wrapper:
-SuperImageNet splits F*T-frame windows into T sub-clips itself), for SuperImageMaskingPretrainer
+SuperImageNet segments every clip at stride T of an inference window itself), for SuperImageMaskingPretrainer
 (temporal masking, head sized to the input channels) and SuperImageTrainer alike, so
 ``-pretrained_weights`` hands every weight but the head from one to the other.
 """
@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from unilvseg_nnunet.training.encoders import EncoderUNet, load_encoder_weights
 from unilvseg_nnunet.planning.temporal import clip_settings, resolved_configuration
+from unilvseg_nnunet.training.encoders import EncoderUNet, load_encoder_weights
 from unilvseg_nnunet.training.trainers.pretraining import TemporalMaskingPretrainer
 from unilvseg_nnunet.training.trainers.schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
 from unilvseg_nnunet.training.trainers.sparse_temporal import SparseTemporalTrainer
@@ -31,7 +31,27 @@ def _require_superimage(plans: dict, configuration: str) -> None:
                          f"`unilvseg plan -d ID --super-image` and train e.g. si_f16t5")
 
 
-class SuperImageTrainer(SparseTemporalTrainer):
+class _EncoderWeights:
+    """Loads the configuration's local encoder weights (``"unilvseg": {"encoder_weights"}``) when training starts.
+
+    Both super-image trainers do, so that pretraining starts from ImageNet as fine-tuning does: stock
+    ``-pretrained_weights`` (applied after ``initialize``) then replaces them by the pretrained ones.
+    """
+
+    def initialize(self):
+        super().initialize()
+        path = clip_settings(self.configuration_manager.configuration).get("encoder_weights")
+        if path:
+            net = next((m for m in self.network.modules() if isinstance(m, EncoderUNet)), None)
+            if net is None:
+                raise ValueError(f"encoder_weights {path!r} given, but the configuration's network has no "
+                                 f"pretrained-style encoder")
+            n = load_encoder_weights(net.encoder, path)
+            self.print_to_log_file(f"loaded {n} encoder tensors ({net.encoder_name}) from {path}",
+                                   also_print_to_console=True)
+
+
+class SuperImageTrainer(_EncoderWeights, SparseTemporalTrainer):
     """Sparse-label training of a super-image configuration (paper §II-C-2)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -47,18 +67,8 @@ class SuperImageTrainer(SparseTemporalTrainer):
         return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                         num_output_channels, False)
 
-    def initialize(self):
-        super().initialize()
-        path = clip_settings(self.configuration_manager.configuration).get("encoder_weights")
-        if path:
-            net = next((m for m in self.network.modules() if isinstance(m, EncoderUNet)), None)
-            if net is None:
-                raise ValueError(f"encoder_weights {path!r} given, but the configuration's network has no pretrained-style encoder")
-            n = load_encoder_weights(net.encoder, path)
-            self.print_to_log_file(f"loaded {n} encoder tensors ({net.encoder_name}) from {path}", also_print_to_console=True)
 
-
-class SuperImageMaskingPretrainer(TemporalMaskingPretrainer):
+class SuperImageMaskingPretrainer(_EncoderWeights, TemporalMaskingPretrainer):
     """Temporal-masking self-supervision (paper §II-A) for a super-image configuration."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -72,10 +82,6 @@ class SuperImageMaskingPretrainer(TemporalMaskingPretrainer):
         """The SI network with as many outputs as input channels (reconstruction)."""
         return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                         num_input_channels, False)
-
-
-class SuperImageMaskingPretrainer_AdamW(AdamW, SuperImageMaskingPretrainer):
-    """The paper's optimiser for pretraining."""
 
 
 class SuperImageMaskingPretrainer_5epochs(FiveEpochs, SuperImageMaskingPretrainer):
