@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from skimage.draw import ellipse
 
-from unilvseg_nnunet.evaluation import cardiac
 from unilvseg_nnunet.data.echonet import tracing_mask, volume_by_disks
+from unilvseg_nnunet.evaluation import cardiac
 
 
 def ellipse_mask(a, b, rotation=0.0, shape=(112, 112), centre=(56, 56)):
@@ -152,3 +152,22 @@ def test_phantom_ground_truth_masks_reproduce_tracing_ef_and_ed_es(seed):
     if v.ed_frame > 3:  # a maximum on the first frames cannot be a detected peak
         assert cardiac.nearest_error(np.array(r["ed_frames"]), v.ed_frame) <= 1
     assert cardiac.nearest_error(np.array(r["es_frames"]), v.es_frame) <= 1
+
+
+def test_event_error_against_truth_events():
+    # mean over the truth's events of the distance to the nearest detected one, by hand
+    assert cardiac.event_error([10, 52, 90], [12, 50, 95]) == pytest.approx((2 + 2 + 5) / 3)
+    assert cardiac.event_error([10, 11, 12, 50], [11, 50]) == 0.0  # extra detections cost nothing here
+    assert math.isnan(cardiac.event_error([], [3])) and math.isnan(cardiac.event_error([3], []))
+
+
+def test_match_beats_within_half_the_systole():
+    truth = [(10, 30), (50, 70), (90, 110)]
+    # beat 0 shifted by 3 frames (inside the 10-frame tolerance), beat 1 missed, an extra beat, beat 2 off by 12
+    pred = [(13, 32), (120, 140), (102, 110)]
+    assert cardiac.match_beats(pred, truth) == [(0, 0)]
+    # each predicted beat is used once, the nearest wins
+    assert cardiac.match_beats([(11, 31), (10, 30)], [(10, 30), (11, 31)]) == [(0, 1), (1, 0)]
+    assert cardiac.match_beats([], truth) == [] and cardiac.match_beats(pred, []) == []
+    # short systoles keep a tolerance of 2 frames
+    assert cardiac.match_beats([(12, 14)], [(10, 13)]) == [(0, 0)]

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_echonet import assert_mask_matches_tracing, lv_tracing, make_echonet
 
 from unilvseg_nnunet.data import dataset as ds
 from unilvseg_nnunet.data.conversion import convert_echonet
+from unilvseg_nnunet.data.echonet import read_filelist
 from unilvseg_nnunet.files import read_volume
-
-from test_echonet import assert_mask_matches_tracing, lv_tracing, make_echonet
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "conversion" / "echonet_to_nnunet.py"
@@ -93,6 +93,8 @@ def test_convert_layout_masks_metadata(tmp_path, raw):
     assert sorted(p.name for p in (out / "labelsTs").iterdir()) == ["GOOD3.mha"]
     rep = report_of(out)
     assert rep["cases"] == {} and rep["summary"]["cases"] == 4 and rep["summary"]["skipped_videos"] == 0
+    # real data knows no dense truth
+    assert meta0["dense_truth"] is False and meta0["corrupted_frames"] == [] and not (out / ds.DENSE_TRUTH_DIR).exists()
 
 
 QUIRKS = {
@@ -181,6 +183,43 @@ def test_include_unlabeled(tmp_path, raw):
     assert not ds.metadata_path(out, "UNLTEST").exists()
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
     verify_dataset_integrity(str(out), num_processes=1)  # stock nnU-Net takes a fully-ignore case
+
+
+def test_dense_truth_and_low_label_phantom(tmp_path, raw):
+    """A severe-artefact, low-label phantom: every case carries the true LV of every frame and its corrupted
+    frames; the untraced TRAIN videos become UNLABELED cases; a truth that does not fit is reported, not written."""
+    from unilvseg_nnunet.data import echonet
+    from unilvseg_nnunet.data.phantom import synthesize
+
+    src = synthesize(tmp_path / "phantom", n=5, seed=2, frames=(30, 40), splits=(3, 1, 1), artefacts="severe",
+                     labeled_train=1)
+    corrupted = echonet.read_corrupted_frames(src / echonet.CORRUPTED_FRAMES)
+    out = convert(src, include_unlabeled=True)
+    metas = {m["case"]: m for m in ds.iter_case_metadata(out)}
+    assert sorted(m["split"] for m in metas.values()) == ["TEST", "TRAIN", "UNLABELED", "UNLABELED", "VAL"]
+    for case, meta in metas.items():
+        truth = read_volume(ds.dense_truth_path(out, case, ".mha"))
+        np.testing.assert_array_equal(truth, echonet.read_dense_truth(echonet.dense_truth_path(src, case)))
+        assert meta["dense_truth"] is True
+        assert meta["corrupted_frames"] == [{"frame": f, "kinds": k} for f, k in sorted(corrupted[case].items())]
+        assert len(meta["corrupted_frames"]) == round(meta["num_frames"] / 4)
+        label = read_volume(out / ("labelsTs" if meta["subset"] == "imagesTs" else "labelsTr") / f"{case}.mha")
+        for f in meta["traced_frames"]:  # the traced masks agree with the truth of their frames
+            inter = np.logical_and(label[f] == 1, truth[f] == 1).sum()
+            assert 2 * inter / ((label[f] == 1).sum() + truth[f].sum()) > 0.9
+    assert convert(src, include_unlabeled=True) and report_of(out)["summary"]["converted_now"] == 0
+
+    # one truth of the wrong length, one truth removed from the source: both cases redone, neither keeps one
+    first, second = sorted(metas)[:2]
+    np.savez_compressed(echonet.dense_truth_path(src, first), masks=np.zeros((3, 112, 112), np.uint8))
+    echonet.dense_truth_path(src, second).unlink()
+    ds.metadata_path(out, first).unlink()
+    convert(src, include_unlabeled=True)
+    assert report_of(out)["summary"]["converted_now"] == 2
+    assert [i["problem"] for i in report_of(out)["cases"][first]["issues"]] == ["dense_truth_mismatch"]
+    for case in (first, second):
+        assert ds.read_case_metadata(out, case)["dense_truth"] is False
+        assert not ds.dense_truth_path(out, case, ".mha").exists()
 
 
 def test_no_convertible_video_is_an_error(tmp_path, raw):
@@ -281,7 +320,7 @@ def test_dataset_level_errors_exit_nonzero_and_write_nothing(tmp_path, raw, dama
         name, col = ("FileList.csv", "Split") if damage == "filelist_column" else ("VolumeTracings.csv", "X2")
         lines = (root / name).read_text().splitlines()
         idx = lines[0].split(",").index(col)
-        (root / name).write_text("\n".join(",".join(c for i, c in enumerate(l.split(",")) if i != idx) for l in lines) + "\n")
+        (root / name).write_text("\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != idx) for line in lines) + "\n")
     proc = _run_script([str(root), "-d", "950", "-n", "Test"], raw)
     assert proc.returncode != 0
     assert needle in proc.stderr and "Traceback" not in proc.stderr
@@ -320,8 +359,12 @@ def test_stock_nnunet_accepts_converted_phantom(preprocessed_dataset, raw_datase
 def test_bench_conversion_smoke(tmp_path):
     """bench/bench_conversion.py runs end to end on a tiny phantom and prints its figure last."""
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_conversion.py"), "--n", "3", "--frames", "12",
-                           "--repeats", "1", "--work", str(tmp_path / "bench")], capture_output=True, text=True, timeout=300)
+                           "--listed", "30", "--repeats", "1", "--work", str(tmp_path / "bench")],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    assert "3 videos of" in proc.stdout and "out of 30 listed (1260 VolumeTracings.csv rows)" in proc.stdout
+    src = next((tmp_path / "bench").glob("echonet_*"))  # real conditions: the CSVs list more videos, no dense truth
+    assert len(read_filelist(src / "FileList.csv")) == 30 and not (src / "DenseTruth").exists()
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("conversion: ") and "videos/s with 2 processes" in last and "of the floor" in last
     assert "peak RSS" in proc.stdout

@@ -206,6 +206,40 @@ def test_decode_video_grey_and_colour(tmp_path):
         echonet.decode_video(tmp_path / "bad.avi")
 
 
+def _frame_by_frame(path, code, capture=cv2.VideoCapture) -> np.ndarray:
+    cap, frames = capture(str(path)), []
+    ok, frame = cap.read()
+    while ok:
+        frames.append(cv2.cvtColor(frame, code))
+        ok, frame = cap.read()
+    return np.stack(frames)
+
+
+@pytest.mark.parametrize("header_frames", [None, 1, 0, 40])
+def test_decode_video_equals_frame_by_frame_whatever_the_header_says(tmp_path, monkeypatch, header_frames):
+    """One array sized by the header's frame count, grown or trimmed when the header is wrong: the same frames as
+    OpenCV's plain frame-by-frame decoding."""
+    write_avi(tmp_path / "v.avi", make_video(np.random.default_rng(1), 13))
+
+    real = cv2.VideoCapture
+
+    class Capture:  # OpenCV's capture, with a header that claims another frame count
+        def __init__(self, path):
+            self.cap = real(path)
+
+        def get(self, prop):
+            return header_frames if prop == cv2.CAP_PROP_FRAME_COUNT and header_frames is not None else self.cap.get(prop)
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", Capture)
+    for keep_color, code in ((False, cv2.COLOR_BGR2GRAY), (True, cv2.COLOR_BGR2RGB)):
+        decoded = echonet.decode_video(tmp_path / "v.avi", keep_color=keep_color)
+        np.testing.assert_array_equal(decoded, _frame_by_frame(tmp_path / "v.avi", code))
+        assert decoded.flags.c_contiguous and (decoded.base is None or decoded.base.shape == decoded.shape)
+
+
 def test_read_tracings_bad_values_kept_for_reporting(tmp_path):
     path = tmp_path / "VolumeTracings.csv"
     path.write_text("FileName,X1,Y1,X2,Y2,Frame\nA.avi,1,2,3,4,7\nA.avi,abc,2,3,,7\nA,1,2,3,4,x\nA,1,2,3,4,3.5\nB,1,2,3,4,-1\n")
@@ -213,6 +247,38 @@ def test_read_tracings_bad_values_kept_for_reporting(tmp_path):
     assert sorted(tr["A"]) == [-1, 7] and sorted(tr["B"]) == [-1]
     assert tr["A"][7].shape == (2, 4) and np.isnan(tr["A"][7][1, [0, 3]]).all() and tr["A"][7][1, 1] == 2
     assert len(tr["A"][-1]) == 2
+
+
+TRACINGS_TEXT = ("FileName,X1,Y1,X2,Y2,Frame\r\nA.avi,1,2,3,4,7\r\n\r\nB,5,6,7,8,2\r\n a.AVI ,1,2,3,,7\r\n"
+                 "C.avi,1,2,3,4,x\r\nB.avi,9,9,9,9,2\r\nD,1\r\n")
+
+
+@pytest.mark.parametrize("variant", ["plain", "quoted", "name_not_first"])
+def test_read_tracings_of_selected_videos_equal_the_full_read(tmp_path, variant):
+    """Parsing only the rows of some videos (a --max-cases run) gives exactly their part of the full read, and still
+    names every video of the file; plain files take the quick line scan, quoted ones the csv module's way."""
+    text = TRACINGS_TEXT
+    if variant == "quoted":
+        text = text.replace("B.avi,9", '"B.avi",9')
+    elif variant == "name_not_first":  # FileName as the last column
+        text = "\r\n".join(",".join(line.split(",")[1:] + line.split(",")[:1]) if line else line
+                           for line in text.split("\r\n"))
+    path = tmp_path / "VolumeTracings.csv"
+    path.write_text(text, newline="")
+    full = echonet.read_tracings(path)
+    # a short row ("D,1") has no FileName when that column comes last
+    assert sorted(full) == (["", "A", "B", "C", "a"] if variant == "name_not_first" else ["A", "B", "C", "D", "a"])
+    for videos in ({"B"}, {"A", "D", "nope"}, {""}, set()):
+        part = echonet.read_tracings(path, videos=videos)
+        assert part.keys() == full.keys()
+        for name, frames in part.items():
+            if name not in videos:
+                assert frames == {}
+            else:
+                assert frames.keys() == full[name].keys()
+                for f in frames:
+                    np.testing.assert_array_equal(frames[f], full[name][f])
+    np.testing.assert_array_equal(echonet.read_tracings(path, videos={"B"})["B"][2], [[5, 6, 7, 8], [9, 9, 9, 9]])
 
 
 def test_unreadable_csv_is_a_dataset_error(tmp_path):

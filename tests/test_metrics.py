@@ -35,6 +35,8 @@ def test_dice_empty_frames_and_shape_mismatch():
     assert metrics.dice_per_frame(one, z).tolist() == [0.0]
     with pytest.raises(ValueError, match="shape mismatch"):
         metrics.frame_overlap(z, np.zeros((2, 3, 3)))
+    # a video without any labeled frame (an UNLABELED case of imagesTr) gives empty counts, not an error
+    assert [a.shape for a in metrics.frame_overlap(np.zeros((0, 3, 3)), np.zeros((0, 3, 3)))] == [(0,)] * 3
 
 
 def test_bootstrap_reproducible_contains_estimate_and_is_95_percent():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import subprocess
 import sys
 from collections import defaultdict
@@ -11,8 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from unilvseg_nnunet.data import phantom
+from unilvseg_nnunet.data import echonet, phantom
 from unilvseg_nnunet.data.echonet import ejection_fraction, tracing_mask, volume_by_disks
+from unilvseg_nnunet.errors import UnilvsegError
 
 FILE_NAME_CHARS = set("0123456789ABCDEF")
 
@@ -44,9 +46,12 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_layout_and_filelist(phantom_dir):
     assert (phantom_dir / "Videos").is_dir()
     with open(phantom_dir / "FileList.csv", newline="") as f:
-        assert next(csv.reader(f)) == list(phantom.FILELIST_COLUMNS)
+        # EchoNet-Dynamic's own header, in its order
+        assert next(csv.reader(f)) == ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]
     with open(phantom_dir / "VolumeTracings.csv", newline="") as f:
-        assert next(csv.reader(f)) == list(phantom.TRACING_COLUMNS)
+        assert next(csv.reader(f)) == ["FileName", "X1", "Y1", "X2", "Y2", "Frame"]
+    with open(phantom_dir / "CorruptedFrames.csv", newline="") as f:
+        assert next(csv.reader(f)) == ["FileName", "Frame", "Kind"]
     rows = read_csv(phantom_dir / "FileList.csv")
     assert len(rows) == 16
     assert [r["Split"] for r in rows].count("TRAIN") == 10
@@ -64,6 +69,22 @@ def test_layout_and_filelist(phantom_dir):
         assert 0 < float(r["ESV"]) < float(r["EDV"])
         assert 0 < float(r["EF"]) < 100
     assert sorted(p.name for p in (phantom_dir / "Videos").iterdir()) == sorted(f"{n}.avi" for n in names)
+    assert sorted(p.name for p in (phantom_dir / "DenseTruth").iterdir()) == sorted(f"{n}.npz" for n in names)
+
+
+def test_dense_truth_and_corrupted_frames_are_the_rendered_ones(phantom_dir, truth):
+    """DenseTruth/<name>.npz holds the phantom's true cavity of every frame; CorruptedFrames.csv lists exactly the
+    frame artefacts it rendered (default level: noisy, blank and shadowed frames)."""
+    listed = echonet.read_corrupted_frames(phantom_dir / "CorruptedFrames.csv")
+    for name, video in truth.items():
+        masks = echonet.read_dense_truth(echonet.dense_truth_path(phantom_dir, name))
+        np.testing.assert_array_equal(masks, video.masks)
+        expected: dict = defaultdict(list)
+        for t, kind in phantom.corrupted_frames(video.params):
+            expected[t].append(kind)
+        assert listed.get(name[:-4], {}) == expected
+        assert set(video.params.noisy_frames) <= set(expected)
+    assert any(listed.values())
 
 
 def test_videos_decode_to_filelist_frames(phantom_dir):
@@ -254,3 +275,65 @@ def test_blank_and_noisy_frames_break_single_frames():
     typical = np.median([c for t, c in enumerate(change) if t not in bad and t + 1 not in bad])
     for t in p.noisy_frames:
         assert change[t - 1] > 1.3 * typical
+
+
+def test_severe_artefacts_hit_a_quarter_of_every_video_traced_frames_included(tmp_path):
+    out = phantom.synthesize(tmp_path / "severe", n=8, seed=4, frames=(40, 64), artefacts="severe")
+    listed = echonet.read_corrupted_frames(out / "CorruptedFrames.csv")
+    tracings = echonet.read_tracings(out / "VolumeTracings.csv")
+    kinds, traced_hit = set(), 0
+    for r in echonet.read_filelist(out / "FileList.csv"):
+        frames = listed[r["FileName"]]
+        assert len(frames) == round(r["NumberOfFrames"] / 4)
+        assert all(len(k) == 1 for k in frames.values())  # one artefact per frame at this level
+        kinds |= {k[0] for k in frames.values()}
+        traced_hit += len(set(tracings[r["FileName"]]) & set(frames))
+    assert kinds == set(phantom.FRAME_ARTEFACTS)
+    assert traced_hit >= 2  # traced frames are not spared
+    # re-rendered without its frame artefacts, a video differs exactly on the listed frames
+    p = phantom.load_video(out, r["FileName"]).params
+    frames, masks = phantom.render(p)
+    clean, clean_masks = phantom.render(dataclasses.replace(p, events=[]))
+    diff = np.abs(frames.astype(int) - clean).reshape(len(frames), -1)
+    hit = sorted(listed[r["FileName"]])
+    assert (diff[hit].mean(1) > 1.0).all() and diff[[t for t in range(len(frames)) if t not in hit]].max() == 0
+    np.testing.assert_array_equal(masks, clean_masks)  # the truth does not move with the artefacts
+
+
+def test_artefact_levels_none_and_moderate():
+    rng = np.random.default_rng(1)
+    p = phantom.sample_params(rng, 80)
+    assert phantom.apply_artefacts(p, "mild", rng) is p
+    none = phantom.apply_artefacts(p, "none", rng)
+    assert phantom.corrupted_frames(none) == [] and none.dropouts == [] and none.clutter[0] == 0.0
+    moderate = phantom.apply_artefacts(p, "moderate", rng)
+    assert len({t for t, _ in phantom.corrupted_frames(moderate)}) == 10 and moderate.dropouts == p.dropouts
+    with pytest.raises(phantom.PhantomError, match="artefact level"):
+        phantom.apply_artefacts(p, "extreme", rng)
+
+
+def test_low_label_setting(tmp_path):
+    """Only the first K TRAIN videos get tracings; the others stay listed (with FileList EF), untraced."""
+    out = phantom.synthesize(tmp_path / "low", n=7, seed=3, frames=(28, 32), splits=(5, 1, 1), labeled_train=2)
+    rows = echonet.read_filelist(out / "FileList.csv")
+    traced = set(echonet.read_tracings(out / "VolumeTracings.csv"))
+    train = [r["FileName"] for r in rows if r["Split"] == "TRAIN"]
+    assert traced == set(train[:2]) | {r["FileName"] for r in rows if r["Split"] != "TRAIN"}
+    assert all(np.isfinite(r["EF"]) for r in rows) and len(list((out / "DenseTruth").iterdir())) == 7
+    with pytest.raises(UnilvsegError, match="labeled_train must be between 0 and the 5 TRAIN videos"):
+        phantom.synthesize(tmp_path / "bad", n=7, splits=(5, 1, 1), labeled_train=6)
+
+
+def test_cli_synth_artefacts_and_low_label(tmp_path):
+    exe = Path(sys.executable).parent / "unilvseg"
+    out = tmp_path / "cli"
+    proc = subprocess.run([str(exe), "synth", str(out), "--n", "4", "--min-frames", "28", "--max-frames", "32",
+                           "--splits", "2", "1", "1", "--artefacts", "severe", "--labeled-train", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 TRAIN, 1 VAL, 1 TEST, 1 TRAIN traced" in proc.stdout and "artefacts severe" in proc.stdout
+    assert len(echonet.read_tracings(out / "VolumeTracings.csv")) == 3
+    bad = subprocess.run([str(exe), "synth", str(tmp_path / "bad"), "--n", "3", "--splits", "1", "1", "1",
+                          "--labeled-train", "2"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("unilvseg synth: error: labeled_train") and not bad.stdout
+    assert "Traceback" not in bad.stderr

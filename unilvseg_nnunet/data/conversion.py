@@ -16,6 +16,11 @@ simply unused by that fold. ``splits_final.json`` fold 0 is the official TRAIN/V
 videos only); when unlabeled cases exist, fold 1 = TRAIN + UNLABELED / VAL, for self-supervised
 pretraining (``nnUNetv2_train ID CONFIG 1 -tr TemporalMaskingPretrainer``). Unlabeled TEST videos are
 never put into imagesTr (that would leak the test set into pretraining).
+
+Dense truth: where the source folder holds ``DenseTruth/<FileName>.npz`` (the phantom writes it), the
+every-frame LV masks go to ``unilvseg_dense_truth/<case><file_ending>`` and ``CorruptedFrames.csv`` into
+the case metadata (``dense_truth``, ``corrupted_frames``); a truth file that does not fit the decoded
+video is reported and left out, never written wrong.
 """
 from __future__ import annotations
 
@@ -33,12 +38,20 @@ from typing import Callable
 import numpy as np
 
 from unilvseg_nnunet.data import echonet
-from unilvseg_nnunet.data.dataset import (CONVERSION_REPORT, DENSE_TRUTH_DIR, IGNORE, LABELS, METADATA_DIR,
-                                          dense_truth_path, metadata_path, write_case_metadata)
+from unilvseg_nnunet.data.dataset import (
+    CONVERSION_REPORT,
+    DENSE_TRUTH_DIR,
+    IGNORE,
+    LABELS,
+    METADATA_DIR,
+    dense_truth_path,
+    metadata_path,
+    write_case_metadata,
+)
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.files import write_json, write_volume
 
-SPLITS = ("TRAIN", "VAL", "TEST")
+SPLITS = echonet.SPLITS
 UNLABELED = "UNLABELED"
 SUBSET_DIRS = {"imagesTr": "labelsTr", "imagesTs": "labelsTs"}
 SKIP_VIDEO, DROP_FRAME, KEPT, IGNORED = "skipped video", "dropped frame", "kept", "ignored"
@@ -69,6 +82,8 @@ class CaseTask:
     dataset_dir: Path
     options: dict  # keep_color, file_ending, compress
     issues: list = field(default_factory=list)  # found while planning (before decoding)
+    truth: Path | None = None  # the source's dense truth (.npz), if it has one
+    corrupted: dict = field(default_factory=dict)  # frame -> artefact kinds, from the source's CorruptedFrames.csv
 
 
 # ------------------------------------------------------------------------------------------------
@@ -103,10 +118,12 @@ def build_label(tracings: dict, num_frames: int, shape: tuple[int, int]):
         rows = tracings[frame]
         n = len(rows)
         if frame < 0:
-            issues.append(issue("invalid_frame_index", DROP_FRAME, f"{n} tracing row(s) with a Frame value that is not a non-negative integer"))
+            issues.append(issue("invalid_frame_index", DROP_FRAME,
+                                f"{n} tracing row(s) with a Frame value that is not a non-negative integer"))
             continue
         if frame >= num_frames:
-            issues.append(issue("frame_beyond_length", DROP_FRAME, f"traced frame {frame} is past the decoded length ({num_frames} frames)", frame))
+            issues.append(issue("frame_beyond_length", DROP_FRAME,
+                                f"traced frame {frame} is past the decoded length ({num_frames} frames)", frame))
             continue
         if rows.shape[1] == 2 and n < 3:
             issues.append(issue("too_few_points", DROP_FRAME, f"frame {frame} has {n} outline point(s), a polygon "
@@ -114,14 +131,16 @@ def build_label(tracings: dict, num_frames: int, shape: tuple[int, int]):
             continue
         if rows.shape[1] == 4 and n != echonet.ROWS_PER_TRACING:
             times = f" (traced {n // echonet.ROWS_PER_TRACING} times)" if n % echonet.ROWS_PER_TRACING == 0 else ""
-            issues.append(issue("wrong_row_count", DROP_FRAME, f"frame {frame} has {n} tracing rows{times}, expected {echonet.ROWS_PER_TRACING}", frame))
+            issues.append(issue("wrong_row_count", DROP_FRAME,
+                                f"frame {frame} has {n} tracing rows{times}, expected {echonet.ROWS_PER_TRACING}", frame))
             continue
         if not np.isfinite(rows).all():
             issues.append(issue("invalid_coordinates", DROP_FRAME, f"frame {frame} has empty or non-numeric coordinates", frame))
             continue
         mask = echonet.rows_mask(rows, shape)
         if not mask.any():
-            issues.append(issue("empty_mask", DROP_FRAME, f"frame {frame}: the tracing polygon covers no pixel of the {shape[0]}x{shape[1]} frame", frame))
+            issues.append(issue("empty_mask", DROP_FRAME, f"frame {frame}: the tracing polygon covers no pixel of the "
+                                                          f"{shape[0]}x{shape[1]} frame", frame))
             continue
         label[frame] = mask
         areas[frame] = echonet.tracing_area(rows)
@@ -152,7 +171,8 @@ def convert_case(task: CaseTask) -> dict:
     num_frames, height, width = video.shape[:3]
     listed = task.row.get("NumberOfFrames")
     if listed is not None and listed != num_frames:
-        issues.append(issue("frame_count_mismatch", KEPT, f"decoded {num_frames} frames, FileList.csv says NumberOfFrames={listed}; the decoded frames are used"))
+        issues.append(issue("frame_count_mismatch", KEPT, f"decoded {num_frames} frames, FileList.csv says "
+                                                          f"NumberOfFrames={listed}; the decoded frames are used"))
 
     label, areas, frame_issues = build_label(task.tracings, num_frames, (height, width))
     issues.extend(frame_issues)
@@ -161,9 +181,11 @@ def convert_case(task: CaseTask) -> dict:
             issues.append(issue("no_valid_tracing", SKIP_VIDEO, "no traced frame is usable (see the dropped frames)"))
             return result
         if len(areas) > 2:
-            issues.append(issue("more_than_two_traced_frames", KEPT, f"{len(areas)} traced frames {sorted(areas)}: all are labeled; ED = largest area, ES = smallest"))
+            issues.append(issue("more_than_two_traced_frames", KEPT, f"{len(areas)} traced frames {sorted(areas)}: all "
+                                                                     "are labeled; ED = largest area, ES = smallest"))
         elif len(areas) == 1:
-            issues.append(issue("single_traced_frame", KEPT, f"only frame {next(iter(areas))} is traced: it is labeled; ED and ES are unknown (null)"))
+            issues.append(issue("single_traced_frame", KEPT, f"only frame {next(iter(areas))} is traced: it is "
+                                                             "labeled; ED and ES are unknown (null)"))
     ed, es = echonet.ed_es_frames(areas)
 
     ef_tracings = None
@@ -173,11 +195,19 @@ def convert_case(task: CaseTask) -> dict:
         esv = echonet.volume_by_disks(t_es[:, 0], t_es[:, 1], t_es[:, 2], t_es[:, 3])
         ef_tracings = echonet.ejection_fraction(edv, esv) if edv > 0 else None
 
+    truth = _dense_truth(task, (num_frames, height, width), issues)
+    corrupted = _corrupted_list(task.corrupted, num_frames)
+    if len(corrupted) < len(task.corrupted):
+        issues.append(issue("corrupted_frame_beyond_length", IGNORED, f"{echonet.CORRUPTED_FRAMES} lists frames past "
+                            f"the decoded length ({num_frames} frames)"))
+
     channels = [video] if video.ndim == 3 else [video[..., c] for c in range(video.shape[-1])]
     for path, channel in zip(image_paths(task.dataset_dir, task.subset, task.case, task.options), channels):
         write_volume(path, channel, compress=task.options["compress"])
     # labels are mostly one value: compressed they take ~2 KiB instead of 2 MiB and write faster
     write_volume(label_path(task.dataset_dir, task.subset, task.case, task.options), label, compress=True)
+    if truth is not None:
+        write_volume(dense_truth_path(task.dataset_dir, task.case, task.options["file_ending"]), truth, compress=True)
 
     meta = {
         "case": task.case,
@@ -198,10 +228,33 @@ def convert_case(task: CaseTask) -> dict:
         "issues": issues,
         "source_video": str(task.video),
         "conversion_options": task.options,
+        "dense_truth": truth is not None,
+        "corrupted_frames": corrupted,
     }
     write_case_metadata(task.dataset_dir, meta)  # last: marks the case complete
     result.update(status="converted", meta=meta)
     return result
+
+
+def _corrupted_list(corrupted: dict, num_frames: int) -> list[dict]:
+    """The metadata form of a case's corrupted frames: [{frame, kinds}] in frame order, within the video."""
+    return [{"frame": f, "kinds": corrupted[f]} for f in sorted(corrupted) if f < num_frames]
+
+
+def _dense_truth(task: CaseTask, shape: tuple, issues: list) -> np.ndarray | None:
+    """The case's every-frame truth (frames, H, W) if the source has a usable one; problems go to ``issues``."""
+    if task.truth is None:
+        return None
+    try:
+        truth = echonet.read_dense_truth(task.truth)
+    except ValueError as e:
+        issues.append(issue("unreadable_dense_truth", IGNORED, str(e)))
+        return None
+    if truth.shape != shape:
+        issues.append(issue("dense_truth_mismatch", IGNORED, f"{task.truth}: shape {truth.shape} differs from the "
+                                                             f"decoded video's {shape}; no dense truth for this case"))
+        return None
+    return truth
 
 
 def completed_metadata(task: CaseTask) -> dict | None:
@@ -213,7 +266,12 @@ def completed_metadata(task: CaseTask) -> dict | None:
         return None
     if meta.get("conversion_options") != task.options or meta.get("split") != task.split or meta.get("subset") != task.subset:
         return None
-    if not all(p.is_file() for p in case_files(task.dataset_dir, task.subset, task.case, task.options)):
+    truth_refused = any(i["problem"] in ("unreadable_dense_truth", "dense_truth_mismatch") for i in meta["issues"])
+    if (task.truth is not None) != (meta.get("dense_truth") or truth_refused):  # the source gained or lost a truth
+        return None
+    if meta.get("corrupted_frames", []) != _corrupted_list(task.corrupted, meta["num_frames"]):
+        return None
+    if not all(p.is_file() for p in case_files(task.dataset_dir, task.subset, task.case, task.options, meta.get("dense_truth"))):
         return None
     return meta
 
@@ -245,24 +303,28 @@ def plan_cases(echonet_dir: Path, dataset_dir: Path, options: dict, include_unla
     Returns (tasks, skipped {case: entry}, dataset_issues, num_listed)."""
     videos_dir = echonet_dir / echonet.VIDEOS_DIR
     if not videos_dir.is_dir():
-        raise echonet.EchoNetFormatError(f"{videos_dir}: folder not found (an EchoNet-Dynamic folder holds {echonet.FILELIST}, {echonet.TRACINGS} and {echonet.VIDEOS_DIR}/)")
+        raise echonet.EchoNetFormatError(f"{videos_dir}: folder not found (an EchoNet-Dynamic folder holds "
+                                         f"{echonet.FILELIST}, {echonet.TRACINGS} and {echonet.VIDEOS_DIR}/)")
     rows = echonet.read_filelist(echonet_dir / echonet.FILELIST)
-    tracings = echonet.read_tracings(echonet_dir / echonet.TRACINGS)
+    selected = rows[:max_cases] if max_cases is not None else rows
+    tracings = echonet.read_tracings(echonet_dir / echonet.TRACINGS, videos={r["FileName"] for r in selected})
+    has_truth = (echonet_dir / echonet.DENSE_TRUTH_DIR).is_dir()
+    corrupted = (echonet.read_corrupted_frames(echonet_dir / echonet.CORRUPTED_FRAMES)
+                 if (echonet_dir / echonet.CORRUPTED_FRAMES).is_file() else {})
     dataset_issues = []
     listed = {r["FileName"] for r in rows}
     orphans = sorted(set(tracings) - listed)
     if orphans:
         dataset_issues.append({"problem": "tracings_without_video", "action": "ignored",
-                               "message": f"{len(orphans)} video(s) in {echonet.TRACINGS} are not in {echonet.FILELIST}", "videos": orphans})
-    num_listed = len(rows)
-    if max_cases is not None:
-        rows = rows[:max_cases]
+                               "message": f"{len(orphans)} video(s) in {echonet.TRACINGS} are not in {echonet.FILELIST}",
+                               "videos": orphans})
     tasks, skipped, seen = [], {}, set()
-    for row in rows:
+    for row in selected:
         case = row["FileName"]
         if case in seen:
             dataset_issues.append({"problem": "duplicate_filelist_row", "action": "ignored",
-                                   "message": f"{case} is listed more than once in {echonet.FILELIST}; the first row is used", "videos": [case]})
+                                   "message": f"{case} is listed more than once in {echonet.FILELIST}; the first row "
+                                              "is used", "videos": [case]})
             continue
         seen.add(case)
         split, traces = row["Split"], tracings.get(case, {})
@@ -274,15 +336,20 @@ def plan_cases(echonet_dir: Path, dataset_dir: Path, options: dict, include_unla
             continue
         if not traces:
             if not include_unlabeled:
-                skipped[case] = _skip(split, issue("no_tracings", SKIP_VIDEO, f"no tracing in {echonet.TRACINGS} (--include-unlabeled keeps such videos for self-supervision)"))
+                skipped[case] = _skip(split, issue("no_tracings", SKIP_VIDEO, f"no tracing in {echonet.TRACINGS} "
+                                                   "(--include-unlabeled keeps such videos for self-supervision)"))
                 continue
             if split == "TEST":
-                skipped[case] = _skip(split, issue("no_tracings", SKIP_VIDEO, "TEST video without tracing: not kept, to keep the test set out of pretraining"))
+                skipped[case] = _skip(split, issue("no_tracings", SKIP_VIDEO, "TEST video without tracing: not kept, "
+                                                   "to keep the test set out of pretraining"))
                 continue
             split = UNLABELED
         subset = "imagesTs" if split == "TEST" else "imagesTr"
-        tasks.append(CaseTask(case, split, subset, videos_dir / f"{case}.avi", traces, row, dataset_dir, options))
-    return tasks, skipped, dataset_issues, num_listed
+        truth = echonet.dense_truth_path(echonet_dir, case) if has_truth else None
+        tasks.append(CaseTask(case, split, subset, videos_dir / f"{case}.avi", traces, row, dataset_dir, options,
+                              truth=truth if truth is not None and truth.is_file() else None,
+                              corrupted=corrupted.get(case, {})))
+    return tasks, skipped, dataset_issues, len(rows)
 
 
 def _skip(split: str, entry: dict) -> dict:

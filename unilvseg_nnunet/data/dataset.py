@@ -3,8 +3,9 @@
 One nnU-Net case is one whole video, image ``{case}_0000{FILE_ENDING}`` of shape (frames, H, W),
 spacing (1, 1, 1). Its label volume holds ``BACKGROUND``/``LV`` on traced frames and ``IGNORE``
 (nnU-Net's ignore label, the highest value) on every untraced frame. Beside ``imagesTr`` etc. the
-folder ``METADATA_DIR`` holds one JSON per case (see :data:`METADATA_FIELDS`); it is written last,
-so its presence marks a case as completely converted.
+folder ``METADATA_DIR`` holds one JSON per case (see :data:`METADATA_FIELDS` and
+:data:`OPTIONAL_METADATA_FIELDS`); it is written last, so its presence marks a case as completely
+converted. Where the source knows the LV of every frame, ``DENSE_TRUTH_DIR`` holds it ("dense truth").
 """
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ METADATA_FIELDS = {
     "esv": "ESV from FileList.csv (ml) or null",
     "ef_tracings": "EF recomputed from the tracings by the method of disks (percent) or null",
     "issues": "list of problems found for this case that were handled (see the conversion report)",
+}
+OPTIONAL_METADATA_FIELDS = {
+    "dense_truth": "true when DENSE_TRUTH_DIR holds this case's every-frame truth (absent or false otherwise)",
+    "corrupted_frames": "frames with a known acquisition artefact, [{frame, kinds: [...]}] (dense-truth sources)",
 }
 
 

@@ -8,6 +8,13 @@ sector with speckle, and artefacts that make single frames unreliable (wall drop
 shadow, apical clutter, noisy and blank frames). The cavity is known exactly in every frame, so
 the phantom is also ground truth for untraced frames (:func:`synthesize_video`, :func:`load_video`).
 
+Artefact levels (:data:`ARTEFACT_LEVELS`): ``none`` (clean views), ``mild`` (the default: static
+wall dropouts, apical clutter, sometimes a shadow, a few noisy and blank untraced frames),
+``moderate`` and ``severe``: static dropouts and clutter plus frame artefacts on exactly 1/8 and
+1/4 of the frames of every video, traced frames included, in runs of 1-4 frames: near-blank
+frames, an acoustic shadow over part of the sector, noise bursts, blur and wall dropout
+(:data:`FRAME_ARTEFACTS`).
+
 Tracings follow EchoNet's layout: per traced frame, row 0 is the long axis (apex to mid mitral
 annulus) and rows 1..20 are chords perpendicular to it at evenly spaced positions, each ending on
 the two sides of the true cavity boundary. FileList EF/EDV/ESV come from those rows by the method
@@ -17,21 +24,22 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from unilvseg_nnunet.data import echonet
 from unilvseg_nnunet.data.echonet import ejection_fraction, volume_by_disks
 from unilvseg_nnunet.errors import UnilvsegError
-from unilvseg_nnunet.files import write_json, write_text, write_video
+from unilvseg_nnunet.files import atomic_path, write_json, write_text, write_video
 
-FILELIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split")
-TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
-SPLITS = ("TRAIN", "VAL", "TEST")
-N_CHORDS = 20
+N_CHORDS = echonet.ROWS_PER_TRACING - 1
 SIDECAR = "phantom.json"  # synthesis arguments, so that ground truth can be re-rendered (load_video)
+ARTEFACT_LEVELS = ("none", "mild", "moderate", "severe")
+FRAME_ARTEFACTS = ("blank", "shadow", "noise", "blur", "dropout")
+_FRAME_SHARE = {"moderate": 0.125, "severe": 0.25}  # share of every video's frames hit by frame artefacts
 
 # fractions of the cardiac cycle (phase 0 = ED): end of rapid filling after ES, start of the atrial kick
 _FILLING = 0.22
@@ -86,6 +94,7 @@ class PhantomParams:
     beat: int = 0  # which whole systole is traced
     noisy_frames: list = field(default_factory=list)
     blank_frames: list = field(default_factory=list)
+    events: list = field(default_factory=list)  # frame artefacts: dicts with frame, kind and its parameters
 
 
 class PhantomError(UnilvsegError, ValueError):
@@ -134,7 +143,7 @@ def _valve_opening(phase, systole: float) -> np.ndarray:
 def sample_params(rng: np.random.Generator, n_frames: int, fps: float = 50.0, size: int = 112) -> PhantomParams:
     """Draw one video's parameters (heart rate, EF, size, pose, chambers, artefacts); the LV stays inside the image."""
     if n_frames < 8:
-        raise ValueError(f"a phantom video needs at least 8 frames, got {n_frames}")
+        raise PhantomError(f"a phantom video needs at least 8 frames, got {n_frames}")
     scale = size / 112.0
     systole = rng.uniform(0.3, 0.42)
     # heart rate 48-125 bpm, faster only where a short video could not hold a whole systole otherwise
@@ -200,6 +209,63 @@ def sample_params(rng: np.random.Generator, n_frames: int, fps: float = 50.0, si
     params.beat = int(rng.integers(len(systoles(params))))
     params.blank_frames = [t for t in params.blank_frames if t not in traced_beat(params)]  # traced frames show a heart
     return params
+
+
+def apply_artefacts(p: PhantomParams, level: str, rng: np.random.Generator) -> PhantomParams:
+    """``p`` at artefact ``level`` (see the module doc); ``mild`` returns ``p`` itself (draws nothing)."""
+    if level not in ARTEFACT_LEVELS:
+        raise PhantomError(f"artefact level must be one of {', '.join(ARTEFACT_LEVELS)}, got {level!r}")
+    if level == "mild":
+        return p
+    if level == "none":
+        return replace(p, dropouts=[], shadow=[], noisy_frames=[], blank_frames=[], clutter=(0.0, p.clutter[1]),
+                       events=[])
+    T = p.n_frames
+    target = int(round(_FRAME_SHARE[level] * T))
+    x, y = _outline(p.apex, p.tilt, p.length, p.half_width, p.wall, p.centre)
+    angle = np.arctan2(x - p.origin[0], y - p.origin[1])
+    radius = np.hypot(x - p.origin[0], y - p.origin[1])
+    scale = p.size / 112.0
+    covered = np.zeros(T, bool)
+    events = []
+    while covered.sum() < target:  # runs of 1-4 frames of one artefact, until exactly `target` frames are hit
+        kind = FRAME_ARTEFACTS[rng.integers(len(FRAME_ARTEFACTS))]
+        start, length = int(rng.integers(T)), int(rng.integers(1, 5))
+        if kind == "blank":
+            par = dict(gain=float(rng.uniform(0.0, 0.05)))
+        elif kind == "shadow":  # a rib or lung shadow from shallow depth to the bottom, over an LV wall
+            u, v = rng.uniform(0.3, 0.9) * p.length, rng.choice([-1, 1]) * rng.uniform(0.5, 1.1) * p.half_width
+            sx = p.apex[0] + u * np.sin(p.tilt) + v * np.cos(p.tilt) - p.origin[0]
+            sy = p.apex[1] + u * np.cos(p.tilt) - v * np.sin(p.tilt) - p.origin[1]
+            par = dict(angle=float(np.arctan2(sx, sy)), half=float(rng.uniform(0.15, 0.25)),
+                       r0=float(rng.uniform(0.05, 0.3) * p.depth), r1=float(10 * p.depth),
+                       factor=float(rng.uniform(0.03, 0.15)))
+        elif kind == "noise":
+            par = dict(keep=float(rng.uniform(0.3, 0.7)), level=float(rng.uniform(0.12, 0.3)))
+        elif kind == "blur":
+            par = dict(sigma=float(rng.uniform(2.0, 4.0)))
+        else:  # dropout: the echo of a stretch of the septal or lateral wall vanishes
+            side = slice(0, 11) if rng.random() < 0.5 else slice(12, 23)
+            i = int(rng.integers(3, 11))  # from a third of the way down to the base
+            at_r = float(radius[side][i])
+            par = dict(angle=float(angle[side][i]), half=float(rng.uniform(0.06, 0.14)),
+                       r0=at_r - float(rng.uniform(8, 15)) * scale, r1=at_r + float(rng.uniform(8, 15)) * scale,
+                       factor=float(rng.uniform(0.0, 0.12)))
+        for t in range(start, min(T, start + length)):
+            if not covered[t] and covered.sum() < target:
+                covered[t] = True
+                events.append(dict(frame=t, kind=kind, **par))
+    return replace(p, shadow=[], noisy_frames=[], blank_frames=[], events=sorted(events, key=lambda e: e["frame"]))
+
+
+def corrupted_frames(p: PhantomParams) -> list[tuple[int, str]]:
+    """(frame, kind) of every frame artefact of a video, sorted; a frame may have several kinds. Static wall
+    dropouts and apical clutter, present on every frame, belong to the view and are not listed."""
+    out = [(int(t), "noise") for t in p.noisy_frames] + [(int(t), "blank") for t in p.blank_frames]
+    if p.shadow:
+        out += [(t, "shadow") for t in range(int(p.shadow[4]), int(p.shadow[5]) + 1)]
+    out += [(int(e["frame"]), e["kind"]) for e in p.events]
+    return sorted(set(out))
 
 
 def _outline(apex, tilt, length, half_width, wall, centre) -> tuple[np.ndarray, np.ndarray]:
@@ -369,6 +435,16 @@ def _acquire(p: PhantomParams, rng, refl: np.ndarray, px, py, material) -> np.nd
         img[t] = img[t] * rng.uniform(0.6, 1.0) + rng.uniform(0.05, 0.15) * _speckle(rng, p, r, theta, 1)[0] * tgc
     for t in p.blank_frames:
         img[t] *= rng.uniform(0.0, 0.08)
+    for e in p.events:
+        t = e["frame"]
+        if e["kind"] == "blank":
+            img[t] *= e["gain"]
+        elif e["kind"] in ("shadow", "dropout"):
+            img[t] *= 1.0 - (1.0 - e["factor"]) * _wedge(theta, r, e["angle"], e["half"], e["r0"], e["r1"])
+        elif e["kind"] == "noise":
+            img[t] = img[t] * e["keep"] + e["level"] * _speckle(rng, p, r, theta, 1)[0] * tgc
+        else:  # blur
+            img[t] = cv2.GaussianBlur(img[t], (0, 0), e["sigma"])
     return np.clip(255.0 * np.power(np.maximum(img, 0.0), _COMPRESSION), 0, 255).astype(np.uint8)
 
 
@@ -443,13 +519,15 @@ def traced_beat(p: PhantomParams) -> tuple[int, int]:
 
 
 def synthesize_video(rng: np.random.Generator | int | PhantomParams, n_frames: int | None = None,
-                     fps: float = 50.0, size: int = 112) -> PhantomVideo:
-    """Draw (or take) parameters and render one video with its ground truth and EchoNet tracings of ED and ES."""
+                     fps: float = 50.0, size: int = 112, artefacts: str = "mild") -> PhantomVideo:
+    """Draw (or take) parameters and render one video with its ground truth and EchoNet tracings of ED and ES
+    (``artefacts``: the level of :data:`ARTEFACT_LEVELS` applied to drawn parameters)."""
     if isinstance(rng, PhantomParams):
         p = rng
     else:
         rng = np.random.default_rng(rng)
         p = sample_params(rng, int(rng.integers(28, 201)) if n_frames is None else n_frames, fps, size)
+        p = apply_artefacts(p, artefacts, rng)
     frames, masks = render(p)
     ed, es = traced_beat(p)
     tracings = {ed: np.round(chords(p, ed), 8), es: np.round(chords(p, es), 8)}
@@ -477,14 +555,15 @@ def _split_counts(n: int, splits) -> tuple[int, int, int]:
         return n - n_val - n_test, n_val, n_test
     counts = tuple(int(c) for c in splits)
     if len(counts) != 3 or min(counts) < 0 or sum(counts) != n:
-        raise ValueError(f"splits must be three non-negative counts (train, val, test) summing to n={n}, got {splits}")
+        raise PhantomError(f"splits must be three non-negative counts (train, val, test) summing to n={n}, "
+                           f"got {splits}")
     return counts
 
 
-def _phantom_video(seed: int, index: int, frames, fps: float, size: int) -> PhantomVideo:
+def _phantom_video(seed: int, index: int, frames, fps: float, size: int, artefacts: str) -> PhantomVideo:
     rng = _video_rng(seed, index)
     n_frames = int(rng.integers(frames[0], frames[1] + 1))
-    return synthesize_video(sample_params(rng, n_frames, fps, size))
+    return synthesize_video(apply_artefacts(sample_params(rng, n_frames, fps, size), artefacts, rng))
 
 
 def write_avi(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
@@ -492,56 +571,79 @@ def write_avi(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
     write_video(path, frames, fps)
 
 
+def write_dense_truth(path: str | os.PathLike, masks: np.ndarray) -> None:
+    """Write the every-frame LV masks (frames, H, W) uint8 0/1 as a compressed ``.npz``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, masks=np.asarray(masks, np.uint8))
+
+
 def synthesize(out_dir, n: int = 20, seed: int = 0, frames=(28, 200), splits=None, fps: float = 50.0,
-               size: int = 112) -> Path:
+               size: int = 112, artefacts: str = "mild", labeled_train: int | None = None) -> Path:
     """Write an EchoNet-Dynamic-format phantom dataset to ``out_dir`` and return it.
 
     ``out_dir/Videos/<FileName>.avi``, ``FileList.csv`` (EF/EDV/ESV by the method of disks from the
     tracings) and ``VolumeTracings.csv`` (ED and ES of one beat, 21 rows each, the two frames' blocks in
-    random order), plus ``phantom.json`` (the arguments, for :func:`load_video`). ``splits`` are the
-    (TRAIN, VAL, TEST) counts; default about 70/15/15 %. Deterministic in ``seed``.
+    random order); the dense truth: ``DenseTruth/<FileName>.npz`` (the true LV mask of every frame) and
+    ``CorruptedFrames.csv`` (FileName, Frame, Kind of every frame artefact, see :func:`corrupted_frames`);
+    ``phantom.json`` (the arguments, for :func:`load_video`). ``splits`` are the (TRAIN, VAL, TEST)
+    counts; default about 70/15/15 %. ``artefacts``: one of :data:`ARTEFACT_LEVELS`. ``labeled_train``:
+    only the first K TRAIN videos of FileList.csv get tracings, the other TRAIN videos are listed untraced
+    (a low-label setting). Deterministic in ``seed``.
     """
     n = int(n)
     lo, hi = int(frames[0]), int(frames[1])
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+        raise PhantomError(f"n must be at least 1, got {n}")
     if not 8 <= lo <= hi:
-        raise ValueError(f"frames must be (min, max) with 8 <= min <= max, got {frames}")
+        raise PhantomError(f"frames must be (min, max) with 8 <= min <= max, got {frames}")
+    if artefacts not in ARTEFACT_LEVELS:
+        raise PhantomError(f"artefacts must be one of {', '.join(ARTEFACT_LEVELS)}, got {artefacts!r}")
     counts = _split_counts(n, splits)
+    if labeled_train is not None and not 0 <= labeled_train <= counts[0]:
+        raise PhantomError(f"labeled_train must be between 0 and the {counts[0]} TRAIN videos, got {labeled_train}")
     out = Path(out_dir)
     names = _file_names(seed, n)
     _clear_previous(out, keep=names)
-    (out / "Videos").mkdir(parents=True, exist_ok=True)
-    split_of = np.repeat(np.array(SPLITS), counts)[np.random.default_rng([int(seed), 2**31 + 1]).permutation(n)]
+    (out / echonet.VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
+    split_of = np.repeat(np.array(echonet.SPLITS), counts)[np.random.default_rng([int(seed), 2**31 + 1]).permutation(n)]
+    traced_train = np.cumsum(split_of == "TRAIN") <= (counts[0] if labeled_train is None else labeled_train)
     order_rng = np.random.default_rng([int(seed), 2**31 + 2])
-    filelist = [",".join(FILELIST_COLUMNS)]
-    tracings = [",".join(TRACING_COLUMNS)]
+    filelist = [",".join(echonet.FILELIST_LAYOUT)]
+    tracings = [",".join(echonet.TRACING_COLUMNS)]
+    corrupted = [",".join(echonet.CORRUPTED_COLUMNS)]
     for i, name in enumerate(names):
-        video = _phantom_video(seed, i, (lo, hi), fps, size)
-        write_avi(out / "Videos" / f"{name}.avi", video.frames, fps)
+        video = _phantom_video(seed, i, (lo, hi), fps, size, artefacts)
+        write_avi(out / echonet.VIDEOS_DIR / f"{name}.avi", video.frames, fps)
+        write_dense_truth(echonet.dense_truth_path(out, name), video.masks)
+        corrupted += [f"{name}.avi,{t},{kind}" for t, kind in corrupted_frames(video.params)]
         edv = volume_by_disks(*video.tracings[video.ed_frame].T)
         esv = volume_by_disks(*video.tracings[video.es_frame].T)
         ef = ejection_fraction(edv, esv)
         filelist.append(f"{name},{ef!r},{esv!r},{edv!r},{size},{size},{fps:g},{video.params.n_frames},{split_of[i]}")
         traced = [video.ed_frame, video.es_frame]
         order_rng.shuffle(traced)
-        for frame in traced:
-            for x1, y1, x2, y2 in video.tracings[frame].tolist():
-                tracings.append(f"{name}.avi,{x1!r},{y1!r},{x2!r},{y2!r},{frame}")
-    write_json(out / SIDECAR, dict(seed=int(seed), n=n, frames=[lo, hi], fps=float(fps), size=int(size), file_names=names))
-    write_text(out / "VolumeTracings.csv", "\n".join(tracings) + "\n")
-    write_text(out / "FileList.csv", "\n".join(filelist) + "\n")
+        if split_of[i] != "TRAIN" or traced_train[i]:
+            for frame in traced:
+                for x1, y1, x2, y2 in video.tracings[frame].tolist():
+                    tracings.append(f"{name}.avi,{x1!r},{y1!r},{x2!r},{y2!r},{frame}")
+    write_json(out / SIDECAR, dict(seed=int(seed), n=n, frames=[lo, hi], fps=float(fps), size=int(size),
+                                   artefacts=artefacts, labeled_train=labeled_train, file_names=names))
+    write_text(out / echonet.CORRUPTED_FRAMES, "\n".join(corrupted) + "\n")
+    write_text(out / echonet.TRACINGS, "\n".join(tracings) + "\n")
+    write_text(out / echonet.FILELIST, "\n".join(filelist) + "\n")
     return out
 
 
 def _clear_previous(out: Path, keep: list[str]) -> None:
-    """Make room for a new phantom in ``out``: remove an earlier phantom's videos that the new one lacks;
-    refuse to write over a folder that holds an EchoNet-Dynamic dataset that is not a phantom."""
+    """Make room for a new phantom in ``out``: remove an earlier phantom's videos and truth that the new one
+    lacks; refuse to write over a folder that holds an EchoNet-Dynamic dataset that is not a phantom."""
     if (out / SIDECAR).is_file():
         for name in set(json.loads((out / SIDECAR).read_text()).get("file_names", [])) - set(keep):
-            (out / "Videos" / f"{name}.avi").unlink(missing_ok=True)
-    elif (out / "FileList.csv").exists() or (out / "VolumeTracings.csv").exists():
-        raise ValueError(f"{out} already holds an EchoNet-Dynamic dataset that is not a phantom; choose another folder")
+            (out / echonet.VIDEOS_DIR / f"{name}.avi").unlink(missing_ok=True)
+            echonet.dense_truth_path(out, name).unlink(missing_ok=True)
+    elif (out / echonet.FILELIST).exists() or (out / echonet.TRACINGS).exists():
+        raise PhantomError(f"{out} already holds an EchoNet-Dynamic dataset that is not a phantom; "
+                           "choose another folder")
 
 
 def load_video(out_dir, file_name: str) -> PhantomVideo:
@@ -550,8 +652,10 @@ def load_video(out_dir, file_name: str) -> PhantomVideo:
     try:
         meta = json.loads((out / SIDECAR).read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{out / SIDECAR} not found: {out} was not written by unilvseg_nnunet.data.phantom.synthesize") from None
-    name = file_name[:-4] if file_name.endswith(".avi") else file_name
+        raise PhantomError(f"{out / SIDECAR} not found: {out} was not written by "
+                           "unilvseg_nnunet.data.phantom.synthesize") from None
+    name = echonet.normalize_name(file_name)
     if name not in meta["file_names"]:
-        raise KeyError(f"{name} is not a video of the phantom dataset {out}")
-    return _phantom_video(meta["seed"], meta["file_names"].index(name), meta["frames"], meta["fps"], meta["size"])
+        raise PhantomError(f"{name} is not a video of the phantom dataset {out}")
+    return _phantom_video(meta["seed"], meta["file_names"].index(name), meta["frames"], meta["fps"], meta["size"],
+                          meta.get("artefacts", "mild"))

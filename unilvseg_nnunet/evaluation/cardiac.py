@@ -23,6 +23,9 @@ Choices (pinned by tests/test_cardiac.py):
   with a prominence of at least 25% of the curve's 5–95% range (and 2% of its mean area).
   A beat = an ED followed by the next ES before the next ED; beat EF uses disk volumes of the
   mask at those two frames.
+* **Against an every-frame truth**: ED/ES error = mean over the truth's detected events of the
+  distance to the nearest predicted event (:func:`event_error`); a predicted beat matches a truth
+  beat when its ED and ES both lie within half the truth beat's ED-to-ES time (:func:`match_beats`).
 """
 from __future__ import annotations
 
@@ -159,6 +162,29 @@ def nearest_error(detected: np.ndarray, target: int | None) -> float:
     if target is None or len(detected) == 0:
         return float("nan")
     return float(np.min(np.abs(np.asarray(detected) - int(target))))
+
+
+def event_error(detected, truth_events) -> float:
+    """Mean over ``truth_events`` (frames) of |frame - nearest detected frame|; NaN when either is empty."""
+    detected, truth_events = np.asarray(detected, float), np.asarray(truth_events, float)
+    if detected.size == 0 or truth_events.size == 0:
+        return float("nan")
+    return float(np.abs(truth_events[:, None] - detected[None, :]).min(1).mean())
+
+
+def match_beats(pred_beats: list[tuple[int, int]], truth_beats: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Pairs (truth index, pred index): each truth beat (ED, ES) with the predicted beat whose ED and ES both lie
+    within half the truth beat's ED-to-ES time (at least 2 frames); the nearest such beat, each used once."""
+    pairs, used = [], set()
+    for i, (ed, es) in enumerate(truth_beats):
+        tol = max(2.0, 0.5 * (es - ed))
+        cand = [(abs(p_ed - ed) + abs(p_es - es), j) for j, (p_ed, p_es) in enumerate(pred_beats)
+                if j not in used and abs(p_ed - ed) <= tol and abs(p_es - es) <= tol]
+        if cand:
+            j = min(cand)[1]
+            used.add(j)
+            pairs.append((i, j))
+    return pairs
 
 
 def video_readout(mask: np.ndarray, fps: float, cutoff_hz: float = HF_CUTOFF_HZ) -> dict:

@@ -28,9 +28,9 @@ def frame_overlap(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.nda
     ref = np.asarray(ref).astype(bool, copy=False)
     if pred.shape != ref.shape:
         raise ValueError(f"shape mismatch: prediction {pred.shape} vs reference {ref.shape}")
-    f = pred.shape[0]
-    inter = np.logical_and(pred, ref).reshape(f, -1).sum(1)
-    return inter, pred.reshape(f, -1).sum(1), ref.reshape(f, -1).sum(1)
+    shape = (pred.shape[0], int(np.prod(pred.shape[1:])))  # explicit: also for zero frames
+    inter = np.logical_and(pred, ref).reshape(shape).sum(1)
+    return inter, pred.reshape(shape).sum(1), ref.reshape(shape).sum(1)
 
 
 def dice_from_counts(inter, area_pred, area_ref) -> np.ndarray:
