@@ -19,6 +19,10 @@ sequence labels) and ``ignore`` on every other frame; with ``dense_truth`` the e
 the dense-truth folder, for evaluation only. The official split is used when its files are present, else a
 seeded patient-level split that the conversion report writes down. What a file does not hold is a reported
 problem (conversion report and case metadata), never a guess.
+
+Case metadata: the common fields (ED/ES frames from Info, ``filelist_num_frames`` = NbFrame, ``fps`` =
+FrameRate when given, EF/EDV/ESV or null) plus ``patient``, ``view``, ``spacing`` (mm, frames/H/W),
+``image_quality``, ``info`` (the whole Info file), ``dense_truth``, ``source_format`` and ``source_files``.
 """
 from __future__ import annotations
 
