@@ -7,11 +7,19 @@ import pytest
 from scipy import ndimage
 from skimage.draw import ellipse
 
+from unilvseg_nnunet.cli import main
+from unilvseg_nnunet.data.dataset import (
+    FILE_ENDING,
+    IGNORE,
+    LABELS,
+    METADATA_FIELDS,
+    dense_truth_path,
+    resolve_raw_dataset,
+    write_case_metadata,
+)
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.evaluation import scoring as evaluation
-from unilvseg_nnunet.cli import main
-from unilvseg_nnunet.data.dataset import FILE_ENDING, IGNORE, LABELS, METADATA_FIELDS, resolve_raw_dataset, write_case_metadata
-from unilvseg_nnunet.files import read_volume, write_json, write_volume
+from unilvseg_nnunet.files import write_json, write_volume
 
 FPS, HR = 50.0, 75.0
 A_ED, B_ED, A_ES, B_ES = 40, 20, 32, 14
@@ -29,8 +37,9 @@ def beating_ellipse(num_frames: int, offset: float) -> np.ndarray:
     return video
 
 
-def make_dataset(root, n=4, num_frames=100, subset="imagesTs"):
-    """Raw dataset with ``n`` cases; returns (raw_dir, {case: reference mask video})."""
+def make_dataset(root, n=4, num_frames=100, subset="imagesTs", corrupted=None):
+    """Raw dataset with ``n`` cases; returns (raw_dir, {case: reference mask video}). With ``corrupted``
+    ({frame: [kinds]}, the same for every case) each case also gets its dense truth (the whole video)."""
     raw = root / "Dataset987_Ellipses"
     truth = {}
     period = FPS * 60 / HR  # 40 frames
@@ -50,6 +59,10 @@ def make_dataset(root, n=4, num_frames=100, subset="imagesTs"):
         meta.update(case=case, split="TEST", subset=subset, num_frames=num_frames, filelist_num_frames=num_frames,
                     fps=FPS, height=112, width=112, traced_frames=[ed, es], ed_frame=ed, es_frame=es,
                     ef=TRUE_EF, edv=None, esv=None, ef_tracings=TRUE_EF, issues=[])
+        if corrupted is not None:
+            write_volume(dense_truth_path(raw, case, FILE_ENDING), video)
+            meta.update(dense_truth=True,
+                        corrupted_frames=[{"frame": f, "kinds": k} for f, k in sorted(corrupted.items())])
         write_case_metadata(raw, meta)
         truth[case] = video
     write_json(raw / "dataset.json", {"channel_names": {"0": "echo"}, "labels": LABELS, "numTraining": 0,
@@ -169,3 +182,110 @@ def test_bad_inputs_name_the_file_and_keep_previous_outputs(tmp_path, capsys):
     with pytest.raises(UnilvsegError, match="labelsTr: labels folder not found"):
         evaluation.evaluate(pred, raw, out, subset="imagesTr", progress=False)
     assert math.isfinite(json.loads((out / "summary.json").read_text())["dsc"]["overall"]["pooled_dsc"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Every frame against a dense truth
+# ------------------------------------------------------------------------------------------------
+
+CORRUPTED = {5: ["blank"], 6: ["blank"], 33: ["noise"], 61: ["shadow", "blur"], 88: ["dropout"]}
+
+
+def flicker(video: np.ndarray, frames) -> np.ndarray:
+    """``video`` with the LV of ``frames`` eroded by 2 px."""
+    v = video.copy()
+    v[frames] = ndimage.binary_erosion(v[frames], np.ones((1, 3, 3)), iterations=2)
+    return v
+
+
+def test_score_dense_perfect_prediction():
+    truth = beating_ellipse(150, 0.3)
+    d = evaluation.score_dense(truth, truth, CORRUPTED, FPS)
+    assert d["dsc"] == {"all": 1.0, "corrupted": 1.0, "clean": 1.0, "kind:blank": 1.0, "kind:blur": 1.0,
+                        "kind:dropout": 1.0, "kind:noise": 1.0, "kind:shadow": 1.0}
+    assert d["worst_dsc"] == 1.0 and d["hf_ratio"] == 1.0 and d["jitter_ratio"] == 1.0
+    assert d["ed_error"] == 0.0 and d["es_error"] == 0.0
+    assert d["n_beats_truth"] >= 3 and d["n_beats_matched"] == d["n_beats_truth"]
+    assert d["ef_beat_errors"] == [0.0] * d["n_beats_truth"]
+    assert d["sums"]["corrupted"]["n_frames"] == 5 and d["sums"]["clean"]["n_frames"] == 145
+    assert d["kinds"][61] == ["shadow", "blur"] and d["kinds"][0] == []
+
+
+def test_score_dense_wrong_only_on_corrupted_frames():
+    truth = beating_ellipse(150, 0.3)
+    pred = truth.copy()
+    pred[[5, 6]] = 0  # blank frames: the LV lost
+    pred[[33, 61, 88]] = flicker(truth, [33, 61, 88])[[33, 61, 88]]
+    d = evaluation.score_dense(pred, truth, CORRUPTED, FPS)
+    assert d["dsc"]["clean"] == 1.0 and d["dsc"]["corrupted"] < 0.75 and d["dsc"]["kind:blank"] == 0.0
+    assert 0.8 < d["dsc"]["kind:noise"] < 1.0
+    assert d["dsc"]["corrupted"] < d["dsc"]["all"] < d["dsc"]["clean"]
+    assert d["worst_dsc"] == 0.0 and d["worst_frame"] in (5, 6)
+
+
+def test_score_dense_flicker_raises_hf_and_jitter_ratios():
+    truth = beating_ellipse(150, 0.3)
+    d = evaluation.score_dense(flicker(truth, slice(1, None, 2)), truth, {}, FPS)
+    assert d["hf_ratio"] > 20 and d["jitter_ratio"] > 5
+    assert math.isnan(d["dsc"]["corrupted"]) and d["dsc"]["clean"] == d["dsc"]["all"] < 0.97
+    # a smooth 1-frame delay keeps the curve smooth: ratio about 1, ED/ES off by about one frame
+    late = evaluation.score_dense(np.roll(truth, 1, axis=0), truth, {}, FPS)
+    assert late["hf_ratio"] == pytest.approx(1.0, abs=0.3) and 0.5 <= late["ed_error"] <= 1.5
+
+
+def test_evaluate_scores_every_frame_with_dense_truth(tmp_path):
+    raw, truth = make_dataset(tmp_path, n=3, corrupted=CORRUPTED)
+    pred = tmp_path / "pred"
+    for case, video in truth.items():  # right on clean frames, wrong on the corrupted ones
+        write_volume(pred / f"{case}{FILE_ENDING}", flicker(video, sorted(CORRUPTED)))
+    out = tmp_path / "report"
+    s = evaluation.evaluate(pred, raw, out, n_boot=300, progress=False)
+    d = s["dense"]
+    assert d["n_videos"] == 3 and d["n_frames"] == 300
+    assert d["dsc"]["clean"]["pooled_dsc"] == 1.0 and d["dsc"]["clean"]["n_frames"] == 3 * 95
+    assert d["dsc"]["corrupted"]["n_frames"] == 15 and d["dsc"]["corrupted"]["pooled_dsc"] < 0.95
+    lo, hi = d["dsc"]["all"]["pooled_dsc_ci95"]
+    assert lo <= d["dsc"]["all"]["pooled_dsc"] <= hi < 1.0
+    assert set(d["dsc_by_kind"]) == {"blank", "blur", "dropout", "noise", "shadow"}
+    assert d["dsc_by_kind"]["blur"]["n_frames"] == 3
+    assert d["worst_frame_dsc"]["mean"] < 0.95 and d["worst_frame_dsc"]["n"] == 3
+    assert d["temporal"]["hf_ratio"] > 1.0 and d["temporal"]["hf_share_truth"] < 0.01
+    assert d["ed_es"]["ed_abs_frame_error"]["n"] == 3 and d["ef_beats"]["n_beats_matched"] >= 6
+    report = (out / "report.md").read_text()
+    assert "## Every frame, against the dense truth" in report and "| Corrupted |" in report
+    header, *rows = (out / "per_video.csv").read_text().splitlines()
+    cols = header.split(",")
+    assert {"dense_dsc", "dense_dsc_corrupted", "dense_worst_dsc", "dense_hf_ratio", "dense_ef_beat_mae"} <= set(cols)
+    assert float(rows[0].split(",")[cols.index("dense_dsc_clean")]) == 1.0
+    frames = (out / "per_frame_dense.csv").read_text().splitlines()
+    assert frames[0] == "case,frame,artefacts,dice,area_pred,area_truth" and len(frames) == 1 + 300
+    assert frames[1 + 61].split(",")[:3] == ["case0", "61", "shadow+blur"]
+
+
+def test_evaluate_without_dense_truth_keeps_traced_scoring(tmp_path):
+    raw, truth = make_dataset(tmp_path, n=2)
+    pred = tmp_path / "pred"
+    write_predictions(pred, truth)
+    s = evaluation.evaluate(pred, raw, tmp_path / "r", n_boot=100, video_plots=False, progress=False)
+    assert s["dense"] is None and not (tmp_path / "r" / "per_frame_dense.csv").exists()
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "Every frame" not in report and "**dense**" not in report
+    header, row = (tmp_path / "r" / "per_video.csv").read_text().splitlines()[:2]
+    assert row.split(",")[header.split(",").index("dense_dsc")] == ""
+
+
+def test_bad_dense_truth_names_the_file(tmp_path):
+    raw, truth = make_dataset(tmp_path, n=2, corrupted={})
+    pred = tmp_path / "pred"
+    write_predictions(pred, truth)
+    write_volume(dense_truth_path(raw, "case0", FILE_ENDING), truth["case0"][:-1])
+    bad = truth["case1"].copy()
+    bad[0, 0, 0] = 2
+    write_volume(dense_truth_path(raw, "case1", FILE_ENDING), bad)
+    with pytest.raises(evaluation.EvaluationError) as e:
+        evaluation.evaluate(pred, raw, tmp_path / "r", n_boot=100, progress=False)
+    assert "unilvseg_dense_truth/case0.mha: shape (99, 112, 112) differs" in str(e.value)
+    assert "unilvseg_dense_truth/case1.mha: unexpected label values [2]" in str(e.value)
+    dense_truth_path(raw, "case0", FILE_ENDING).unlink()
+    with pytest.raises(evaluation.EvaluationError, match="case0.mha: not found"):
+        evaluation.evaluate(pred, raw, tmp_path / "r", n_boot=100, progress=False)

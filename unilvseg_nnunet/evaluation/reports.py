@@ -22,6 +22,11 @@ PER_VIDEO_COLUMNS = ("case", "num_frames", "fps", "dsc_overall", "dsc_ed", "dsc_
                      "heart_rate_bpm", "ed_frame", "es_frame", "ed_detected", "es_detected", "ed_error",
                      "es_error", "n_beats", "ef_filelist", "ef_tracings", "ef_ref_masks", "ef_pred_traced",
                      "ef_pred_beats")
+# every-frame scores (empty without a dense truth)
+DENSE_VIDEO_COLUMNS = tuple(f"dense_{k}" for k in (
+    "dsc", "dsc_corrupted", "dsc_clean", "n_corrupted", "worst_dsc", "worst_frame", "hf_share_truth", "hf_ratio",
+    "jitter_truth", "jitter_ratio", "ed_error", "es_error", "n_beats_truth", "n_beats_matched", "ef_beat_mae"))
+PER_FRAME_DENSE_COLUMNS = ("case", "frame", "artefacts", "dice", "area_pred", "area_truth")
 
 
 def to_csv(rows: list[list], header) -> str:
@@ -66,9 +71,17 @@ def markdown_report(summary: dict) -> str:
              "|---|---|---|---|---|"]
     for k in PHASES:
         s = d[k]
-        lines.append(f"| {'Overall' if k == 'overall' else k.upper()} | {_pct(s['pooled_dsc'])} ({_pct(s['pooled_dsc_ci95'][0])}–{_pct(s['pooled_dsc_ci95'][1])}) "
+        lines.append(f"| {'Overall' if k == 'overall' else k.upper()} | {_pct(s['pooled_dsc'])} "
+                     f"({_pct(s['pooled_dsc_ci95'][0])}–{_pct(s['pooled_dsc_ci95'][1])}) "
                      f"| {_pct(s['mean_dsc'])} ({_pct(s['mean_dsc_ci95'][0])}–{_pct(s['mean_dsc_ci95'][1])}) "
                      f"| {_num(hd[k]['mean'])} | {s['n_frames']} |")
+    if "hd95_mm" in summary:
+        lines += ["", "HD95 in mm at the pixel spacing: " + ", ".join(
+            f"{'overall' if k == 'overall' else k.upper()} {_num(summary['hd95_mm'][k]['mean'])}" for k in PHASES) + "."]
+    if "dsc_by_structure" in summary:
+        lines += _structures_markdown(summary)
+    if summary.get("dense"):
+        lines += _dense_markdown(summary["dense"])
     t = summary["temporal"]
     lines += ["", "## Temporal consistency (every frame)", "",
               f"High-frequency energy share above {t['hf_cutoff_hz']:g} Hz: mean {_pct(t['hf_share']['mean'])}%, "
@@ -92,6 +105,49 @@ def markdown_report(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ci(s: dict) -> str:
+    return f"{_pct(s['pooled_dsc'])} ({_pct(s['pooled_dsc_ci95'][0])}–{_pct(s['pooled_dsc_ci95'][1])})"
+
+
+def _structures_markdown(summary: dict) -> list[str]:
+    """Per-structure table (datasets with several structures): pooled DSC per frame set, HD95 (mm if known)."""
+    unit = "mm" if "hd95_mm_by_structure" in summary else "px"
+    hd = summary[f"hd95_{unit}_by_structure"]
+    lines = ["", "## Structures (traced frames)", "",
+             f"| Structure | Pooled DSC overall (95% CI) | ED | ES | HD95 {unit} (mean) |", "|---|---|---|---|---|"]
+    for name, d in summary["dsc_by_structure"].items():
+        lines.append(f"| {name} | {_ci(d['overall'])} | {_ci(d['ed'])} | {_ci(d['es'])} | {_num(hd[name]['overall']['mean'])} |")
+    dense = (summary.get("dense") or {}).get("dsc_by_structure")
+    if dense:
+        lines += ["", "Every frame against the dense truth, pooled DSC (95% CI): "
+                  + "; ".join(f"{name} {_ci(d)}" for name, d in dense.items()) + "."]
+    return lines
+
+
+def _dense_markdown(d: dict) -> list[str]:
+    """The every-frame section of report.md (see scoring.summarise_dense)."""
+    def row(label, s):
+        return (f"| {label} | {_pct(s['pooled_dsc'])} ({_pct(s['pooled_dsc_ci95'][0])}–"
+                f"{_pct(s['pooled_dsc_ci95'][1])}) "
+                f"| {_pct(s['mean_dsc'])} | {s['n_frames']} |")
+    t, e, b, w = d["temporal"], d["ed_es"], d["ef_beats"], d["worst_frame_dsc"]
+    lines = ["", "## Every frame, against the dense truth", "",
+             f"{d['n_videos']} videos, {d['n_frames']} frames.", "",
+             "| Frames | Pooled DSC (95% CI) | Mean DSC | Frames |", "|---|---|---|---|",
+             row("All", d["dsc"]["all"]), row("Corrupted", d["dsc"]["corrupted"]), row("Clean", d["dsc"]["clean"])]
+    lines += [row(f"Artefact: {k}", s) for k, s in d["dsc_by_kind"].items()]
+    lines += ["", f"Worst frame per video: mean DSC {_pct(w['mean'])} ({_pct(w['ci95'][0])}–{_pct(w['ci95'][1])}), "
+                  f"median {_pct(w['median'])}.",
+              f"Area curve vs the truth's: HF energy share {_pct(t['hf_share_pred'])}% vs {_pct(t['hf_share_truth'])}% "
+              f"(ratio {_num(t['hf_ratio'])}), jitter {_pct(t['jitter_pred'])}% vs {_pct(t['jitter_truth'])}% "
+              f"(ratio {_num(t['jitter_ratio'])}).",
+              f"ED/ES detection against the truth's curve: ED {_num(e['ed_abs_frame_error']['mean'])} frames, "
+              f"ES {_num(e['es_abs_frame_error']['mean'])} frames (mean).",
+              f"Beat-by-beat EF against the truth: MAE {_num(b['mae'])}, bias {_num(b['bias'])} "
+              f"({b['n_beats_matched']} of {b['n_beats_truth']} beats matched)."]
+    return lines
+
+
 def save_figure(fig, path) -> None:
     """Save a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt
@@ -101,14 +157,17 @@ def save_figure(fig, path) -> None:
 
 
 def plot_area_curve(area, fps: float, title: str, ed=(), es=(), ref_frames=(), ref_area=(),
-                    traced_ed=None, traced_es=None):
-    """Figure of one video's LV-area curve with detected ED/ES and, if given, the reference areas."""
+                    traced_ed=None, traced_es=None, truth_area=None):
+    """Figure of one video's LV-area curve with detected ED/ES and, if given, the reference areas and the
+    true area of every frame."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     area = np.asarray(area, float)
     t = np.arange(len(area)) / fps
     fig, ax = plt.subplots(figsize=(8, 3))
+    if truth_area is not None:
+        ax.plot(t, truth_area, "-", color="k", lw=0.8, alpha=0.6, label="true area")
     ax.plot(t, area, "-", color="tab:blue", lw=1.2, label="predicted area")
     ax.plot(t, cardiac.smooth_area(area, fps), "--", color="tab:gray", lw=0.8, label="smoothed (ED/ES detection)")
     ed, es = np.asarray(ed, int), np.asarray(es, int)
@@ -166,8 +225,20 @@ def dataset_figures(out: Path, records: list[dict]) -> None:
     save_figure(fig, out / "temporal.png")
 
 
+def _dense_columns(d: dict | None) -> list:
+    """The per-video CSV's dense_* values of one case (NaN, written empty, without a dense truth)."""
+    if d is None:
+        return [math.nan] * len(DENSE_VIDEO_COLUMNS)
+    ef = np.abs(np.asarray(d["ef_beat_errors"], float))
+    return [d["dsc"]["all"], d["dsc"]["corrupted"], d["dsc"]["clean"], d["sums"]["corrupted"]["n_frames"],
+            d["worst_dsc"], d["worst_frame"], d["hf_share_truth"], d["hf_ratio"],
+            d["jitter_truth"], d["jitter_ratio"], d["ed_error"], d["es_error"], d["n_beats_truth"],
+            d["n_beats_matched"], float(np.nanmean(ef)) if np.isfinite(ef).any() else math.nan]
+
+
 def write_outputs(out: Path, records: list[dict], summary: dict, video_plots: bool) -> None:
-    """summary.json, report.md, per_frame.csv, per_video.csv, dataset figures, area curves."""
+    """summary.json, report.md, per_frame.csv, per_video.csv, per_frame_dense.csv (with a dense truth),
+    dataset figures, area curves."""
     out.mkdir(parents=True, exist_ok=True)
     frame_rows = [[r["case"], f, ph, d, h, ap, ar] for r in records
                   for f, ph, d, h, ap, ar in zip(r["frames"], r["phase"], r["dice"], r["hd95"],
@@ -177,14 +248,20 @@ def write_outputs(out: Path, records: list[dict], summary: dict, video_plots: bo
                    r["hf_share"], r["jitter"], r["heart_rate_bpm"], r["ed_frame"], r["es_frame"],
                    " ".join(map(str, r["ed_detected"])), " ".join(map(str, r["es_detected"])),
                    r["ed_error"], r["es_error"], len(r["beats"]), r["ef_filelist"], r["ef_tracings"],
-                   r["ef_ref_masks"], r["ef_pred_traced"], r["ef_pred_beats"]] for r in records]
-    write_text(out / "per_video.csv", to_csv(video_rows, PER_VIDEO_COLUMNS))
+                   r["ef_ref_masks"], r["ef_pred_traced"], r["ef_pred_beats"], *_dense_columns(r["dense"])]
+                  for r in records]
+    write_text(out / "per_video.csv", to_csv(video_rows, PER_VIDEO_COLUMNS + DENSE_VIDEO_COLUMNS))
+    dense_rows = [[r["case"], f, "+".join(k), d, ap, at] for r in records if r["dense"] is not None
+                  for f, (k, d, ap, at) in enumerate(zip(r["dense"]["kinds"], r["dense"]["dice"], r["area"],
+                                                         r["dense"]["area_truth"]))]
+    if dense_rows:
+        write_text(out / "per_frame_dense.csv", to_csv(dense_rows, PER_FRAME_DENSE_COLUMNS))
     dataset_figures(out, records)
     if video_plots:
         for r in records:
             fig = plot_area_curve(r["area"], r["fps"], f"{r['case']}  DSC {_pct(r['dsc']['overall'])}%",
                                   r["ed_detected"], r["es_detected"], r["frames"], r["area_ref_labeled"],
-                                  r["ed_frame"], r["es_frame"])
+                                  r["ed_frame"], r["es_frame"], r["dense"]["area_truth"] if r["dense"] else None)
             save_figure(fig, out / "area_curves" / f"{r['case']}.png")
     write_text(out / "report.md", markdown_report(summary))
     write_json(out / "summary.json", jsonable(summary))
