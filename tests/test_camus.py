@@ -349,3 +349,36 @@ def test_windows_of_large_frames_centre_on_a_structure():
     assert hits == {1, 3}  # every present structure is drawn
     assert foreground_pixel(np.full((1, 8, 8), camus.IGNORE), camus.IGNORE, rng) is None
 
+
+def test_evaluation_scores_each_structure_with_hd95_in_mm(phantoms, raw, tmp_path):
+    from unilvseg_nnunet.evaluation.scoring import EvaluationError, evaluate
+    from unilvseg_nnunet.files import read_volume_spacing, write_volume
+
+    out = convert(phantoms["nifti"], dense_truth=True)
+    pred_dir = tmp_path / "pred"
+    cases = [m["case"] for m in ds.iter_case_metadata(out) if m["subset"] == "imagesTs"]
+    for case in cases:  # the true labels of every frame, left atrium missed, shifted 2 pixels to the right
+        truth, spacing = read_volume_spacing(ds.dense_truth_path(out, case, ".mha"))
+        pred = np.roll(np.where(truth == 3, 0, truth), 2, axis=2).astype(np.uint8)
+        write_volume(pred_dir / f"{case}.mha", pred, spacing)
+    summary = evaluate(pred_dir, out, tmp_path / "eval", n_boot=50, video_plots=False, progress=False)
+    by = summary["dsc_by_structure"]
+    assert list(by) == ["LV", "myocardium", "left_atrium"]
+    assert 0.7 < by["LV"]["overall"]["pooled_dsc"] < 1 and 0.3 < by["myocardium"]["overall"]["pooled_dsc"] < 1
+    assert by["left_atrium"]["overall"]["pooled_dsc"] == 0.0
+    assert by["LV"] == summary["dsc"]  # the LV block is the one the single-structure report has always had
+    for name in ("LV", "myocardium"):
+        px, mm = summary["hd95_px_by_structure"][name]["overall"], summary["hd95_mm_by_structure"][name]["overall"]
+        assert 1.5 <= px["mean"] <= 2.5 and mm["mean"] == pytest.approx(SPACING * px["mean"])
+    assert summary["hd95_mm"]["overall"]["mean"] == pytest.approx(SPACING * summary["hd95_px"]["overall"]["mean"])
+    dense = summary["dense"]["dsc_by_structure"]
+    assert dense["left_atrium"]["pooled_dsc"] == 0.0 and 0.7 < dense["LV"]["pooled_dsc"] < 1
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Structures (traced frames)" in report and "| myocardium |" in report and "HD95 mm" in report
+    # a value that is no structure of the dataset is bad input, named with its file
+    bad = read_volume_spacing(pred_dir / f"{cases[0]}.mha")[0]
+    bad[0, 0, 0] = camus.IGNORE
+    write_volume(pred_dir / f"{cases[0]}.mha", bad)
+    with pytest.raises(EvaluationError, match=rf"{cases[0]}\.mha: unexpected label values \[4\]"):
+        evaluate(pred_dir, out, tmp_path / "eval2", n_boot=50, video_plots=False, progress=False)
+
