@@ -30,6 +30,21 @@ def test_training_clip_contains_a_labeled_frame_at_the_period():
             assert inside.all()
 
 
+def test_training_clip_holds_both_labeled_frames_when_they_fit():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        frames, period = int(rng.integers(4, 33)), int(rng.integers(1, 4))
+        num = clip_span(frames, period) + int(rng.integers(0, 100))
+        ed = int(rng.integers(0, num - clip_span(frames, period) + 1))
+        es = ed + period * int(rng.integers(1, frames))  # on the clip's stride, within one clip span
+        t = clip_frames(num, [ed, es], frames, period, "train", rng)
+        assert {ed, es} <= set(t.tolist()) and t.min() >= 0 and t.max() < num, (num, ed, es, frames, period, t)
+    positions = {int(np.flatnonzero(clip_frames(300, [100, 120], 32, 1, "train", rng) == 100)[0]) for _ in range(300)}
+    assert positions == set(range(12))  # the pair's place in the clip still varies over every place that holds both
+    t = clip_frames(100, [10, 60], 16, 1, "train", rng)  # too far apart: one of them, as before
+    assert len({10, 60} & set(t.tolist())) == 1
+
+
 def test_short_video_is_wholly_inside_when_the_stride_allows():
     rng = np.random.default_rng(1)
     for _ in range(50):

@@ -5,7 +5,9 @@ frames of the video. Frame indices outside ``[0, num_frames)`` are padding (vide
 span); the data loader fills them with zeros and marks their labels as ignore.
 
 - training (paper §II-B): a labeled frame is drawn, then its position inside the clip is drawn
-  uniformly among the positions that keep the most of the clip inside the video;
+  uniformly among the positions that keep the most of the clip inside the video and, among those,
+  hold the most labeled frames: ED and ES are usually closer than a clip is long, and a clip
+  holding both doubles the supervision of an iteration;
 - validation: the labeled frame sits at the centre of the clip (index ``frames // 2``);
 - without labeled frames (self-supervision, unlabeled videos): a uniform random clip (training)
   or the centred clip (validation).
@@ -50,9 +52,10 @@ def clip_frames(num_frames: int, labeled, frames: int, period: int, mode: str,
     if mode == "val":
         return anchor - (frames // 2) * period + offsets
     starts = anchor - offsets  # the labeled frame at clip position p
-    inside = ((starts[:, None] + offsets[None]) >= 0) & ((starts[:, None] + offsets[None]) < num_frames)
-    n_inside = inside.sum(1)
-    best = np.flatnonzero(n_inside == n_inside.max())
+    clips = starts[:, None] + offsets[None]
+    n_inside = ((clips >= 0) & (clips < num_frames)).sum(1)
+    rank = n_inside * (frames + 1) + np.isin(clips, labeled).sum(1)  # most inside first, then most labeled
+    best = np.flatnonzero(rank == rank.max())
     return starts[rng.choice(best)] + offsets
 
 
