@@ -30,7 +30,8 @@ def _reference_dice_loss(logits, target, smooth=1e-5):
                 continue
             for c in range(1, p.shape[1]):
                 pc, yc = p[b, c, t], (y[b, t] == c).astype(float)
-                dices.append((2 * (pc * yc).sum() + smooth) / (2 * (pc * yc).sum() + (pc * (1 - yc)).sum() + ((1 - pc) * yc).sum() + smooth))
+                tp, fp, fn = (pc * yc).sum(), (pc * (1 - yc)).sum(), ((1 - pc) * yc).sum()
+                dices.append((2 * tp + smooth) / (2 * tp + fp + fn + smooth))
     return 1 - np.mean(dices)
 
 
@@ -72,7 +73,8 @@ def test_labeled_frames_weigh_equally_whatever_their_batch_item():
     only0[1] = IGNORE
     only1[0] = IGNORE
     loss = SparseFrameLoss(IGNORE, weight_ce=0)
-    assert loss(logits, target).item() == pytest.approx((loss(logits, only0).item() + loss(logits, only1).item()) / 2, rel=1e-6)
+    mean = (loss(logits, only0).item() + loss(logits, only1).item()) / 2
+    assert loss(logits, target).item() == pytest.approx(mean, rel=1e-6)
 
 
 def test_deep_supervision_weights_match_nnunet():

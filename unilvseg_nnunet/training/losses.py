@@ -20,7 +20,8 @@ def labeled_voxels(target: torch.Tensor, ignore_label: int) -> torch.Tensor:
     return (target != ignore_label).float()
 
 
-def frame_dice(logits: torch.Tensor, target: torch.Tensor, ignore_label: int, smooth: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+def frame_dice(logits: torch.Tensor, target: torch.Tensor, ignore_label: int,
+               smooth: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft Dice of every foreground class on every frame, over labeled voxels.
 
     Returns ``dice (B, K-1, F)`` and ``labeled (B, F)`` (frames with at least one labeled voxel).
@@ -86,5 +87,6 @@ def downsample_sparse_target(target: torch.Tensor, scale, ignore_label: int) -> 
         target = windows[:, torch.arange(new_shape[0]), first]
         target[:, ~labeled.any(1)] = ignore_label
     if list(target.shape[2:]) != new_shape[1:]:
-        target = F.interpolate(target[None].float(), [target.shape[1], *new_shape[1:]], mode="nearest-exact")[0].to(target.dtype)
+        target = F.interpolate(target[None].float(), [target.shape[1], *new_shape[1:]],
+                               mode="nearest-exact")[0].to(target.dtype)
     return target

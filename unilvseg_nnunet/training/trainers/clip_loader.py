@@ -32,7 +32,8 @@ class SparseClipDataLoader(nnUNetDataLoader):
                          oversample_foreground_percent=0.0, transforms=transforms)
         if label_manager.ignore_label is None:
             raise ValueError("sparse video training needs an ignore label in dataset.json (labels of untraced frames)")
-        self.ignore_label, self.period, self.mode, self.use_labels = label_manager.ignore_label, period, mode, use_labels
+        self.ignore_label, self.period = label_manager.ignore_label, period
+        self.mode, self.use_labels = mode, use_labels
         self.frames = int(final_patch_size[0])
         self.rng = np.random.default_rng(0)  # redrawn per batch from np.random, which nnU-Net seeds per worker
         self._labeled: dict[str, np.ndarray] = {}

@@ -12,11 +12,19 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from torch import nn
 
+from unilvseg_nnunet.planning.temporal import clip_settings, with_temporal_configuration
 from unilvseg_nnunet.training.losses import SparseFrameLoss, deep_supervision_weights
 from unilvseg_nnunet.training.networks import build_temporal_network
-from unilvseg_nnunet.planning.temporal import clip_settings, with_temporal_configuration
 from unilvseg_nnunet.training.trainers.clip_loader import SparseClipDataLoader
-from unilvseg_nnunet.training.trainers.schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
+from unilvseg_nnunet.training.trainers.schedules import (
+    AdamW,
+    Budget,
+    Demo,
+    FiveEpochs,
+    NoFinalValidation,
+    NoMirroring,
+    Smoke,
+)
 from unilvseg_nnunet.training.trainers.video_transforms import video_training_transforms, video_validation_transforms
 
 ROTATION_DEGREES = 15  # about the viewing axis only; echo views have a canonical orientation
@@ -44,7 +52,8 @@ class SparseTemporalTrainer(nnUNetTrainer):
         clip = clip_settings(self.configuration_manager.configuration)
         self.frames, self.period = int(clip["frames"]), int(clip["period"])
         self.clip_patch_size = [self.frames, *self.configuration_manager.patch_size[1:]]
-        self.print_to_log_file(f"video clips: {self.frames} frames at period {self.period}, patch {self.clip_patch_size}, "
+        self.print_to_log_file(f"video clips: {self.frames} frames at period {self.period}, "
+                               f"patch {self.clip_patch_size}, "
                                f"configuration {configuration!r} settings {clip}", also_print_to_console=True)
 
     @classmethod
@@ -56,7 +65,8 @@ class SparseTemporalTrainer(nnUNetTrainer):
     @staticmethod
     def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        return build_temporal_network(configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision)
+        return build_temporal_network(configuration_manager, num_input_channels, num_output_channels,
+                                      enable_deep_supervision)
 
     def _build_loss(self):
         loss = SparseFrameLoss(self.label_manager.ignore_label, weight_ce=self.weight_ce)
@@ -72,7 +82,8 @@ class SparseTemporalTrainer(nnUNetTrainer):
         return rotation, True, [self.frames, *[int(i) for i in inplane]], MIRROR_AXES
 
     def training_transforms(self, rotation, mirror_axes):
-        return video_training_transforms(self.clip_patch_size, rotation, mirror_axes, self._get_deep_supervision_scales(),
+        return video_training_transforms(self.clip_patch_size, rotation, mirror_axes,
+                                         self._get_deep_supervision_scales(),
                                          self.label_manager.ignore_label, self.configuration_manager.use_mask_for_norm)
 
     def validation_transforms(self):
@@ -86,9 +97,11 @@ class SparseTemporalTrainer(nnUNetTrainer):
         rotation, _, initial_patch_size, mirror_axes = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         dataset_tr, dataset_val = self.get_tr_and_val_datasets()
         common = dict(label_manager=self.label_manager, period=self.period, use_labels=self.use_labels_for_sampling)
-        dl_tr = SparseClipDataLoader(dataset_tr, self.batch_size, initial_patch_size, self.clip_patch_size, mode="train",
+        dl_tr = SparseClipDataLoader(dataset_tr, self.batch_size, initial_patch_size, self.clip_patch_size,
+                                     mode="train",
                                      transforms=self.training_transforms(rotation, mirror_axes), **common)
-        dl_val = SparseClipDataLoader(dataset_val, self.batch_size, self.clip_patch_size, self.clip_patch_size, mode="val",
+        dl_val = SparseClipDataLoader(dataset_val, self.batch_size, self.clip_patch_size, self.clip_patch_size,
+                                      mode="val",
                                       transforms=self.validation_transforms(), **common)
         n_proc = get_allowed_n_proc_DA()
         if n_proc == 0:
@@ -96,7 +109,8 @@ class SparseTemporalTrainer(nnUNetTrainer):
         else:
             pin = self.device.type == "cuda"
             mt_train = NonDetMultiThreadedAugmenter(dl_tr, None, n_proc, max(6, n_proc // 2), None, pin, 0.002)
-            mt_val = NonDetMultiThreadedAugmenter(dl_val, None, max(1, n_proc // 2), max(3, n_proc // 4), None, pin, 0.002)
+            mt_val = NonDetMultiThreadedAugmenter(dl_val, None, max(1, n_proc // 2), max(3, n_proc // 4), None, pin,
+                                                  0.002)
         next(mt_train), next(mt_val)
         return mt_train, mt_val
 
@@ -115,9 +129,14 @@ class SparseTemporalTrainer_5epochs(FiveEpochs, SparseTemporalTrainer):
     pass
 
 
+class SparseTemporalTrainer_budget(Budget, SparseTemporalTrainer):
+    """For a time budget (see schedules.TimeBudget), as nnUNetTrainer_budget."""
+
+
 class SparseTemporalTrainer_smoke(Smoke, NoMirroring, SparseTemporalTrainer):
-    """Tests and CPU demos: 2 epochs of 4 iterations, no mirroring (so validation and prediction skip test-time mirroring)."""
+    """Tests and CPU demos: 2 epochs of 4 iterations, no mirroring (so validation and prediction skip test-time
+    mirroring)."""
 
 
 class SparseTemporalTrainer_demo(Demo, NoMirroring, NoFinalValidation, SparseTemporalTrainer):
-    """The CPU demo's schedule (see schedules.Demo), no mirroring, no final validation."""
+    """The CPU demo's time budget (see schedules.Demo), no mirroring, no final validation."""

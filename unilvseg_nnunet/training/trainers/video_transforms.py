@@ -2,6 +2,8 @@
 
 - spatial (rotation about the viewing axis, scaling) and Gaussian blur run on the frames folded
   into channels (nnU-Net's "dummy 2D" trick), so every frame gets the same in-plane transform;
+- an in-plane translation shared by every frame of the clip, up to ``TRANSLATION`` of the patch
+  per axis (the paper pads 112-pixel frames to 124 and crops 112 at random: up to 6 pixels);
 - intensity transforms see the clip as one channel volume, so their parameters are shared by all
   frames; low-resolution simulation leaves the time axis alone;
 - mirroring only in-plane; nothing reverses, shuffles or resamples time;
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform, SegOnlyTransform
 from batchgeneratorsv2.transforms.intensity.brightness import MultiplicativeBrightnessTransform
@@ -32,6 +35,42 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from unilvseg_nnunet.training.losses import downsample_sparse_target
 
 BORDER = -1  # nnU-Net's label for voxels outside the image (becomes background)
+TRANSLATION = 6 / 112  # largest in-plane shift, as a share of the patch (the paper's pad-to-124, crop-112)
+
+
+class InPlaneTranslationTransform(BasicTransform):
+    """Shift every frame of a (C, F, H, W) clip by one random in-plane offset, up to ``max_shift`` pixels per axis.
+
+    Image and regression target are filled with 0 (nnU-Net's padding value), labels with
+    :data:`BORDER`. Offsets come from NumPy's global generator, which batchgenerators reseeds in
+    every worker process (torch's is not reseeded, so every worker would draw the same offsets).
+    """
+
+    def __init__(self, max_shift: Sequence[int]):
+        super().__init__()
+        self.max_shift = [int(m) for m in max_shift]
+
+    def get_parameters(self, **data_dict) -> dict:
+        return {"shift": [int(np.random.randint(-m, m + 1)) for m in self.max_shift]}
+
+    @staticmethod
+    def _shift(x: torch.Tensor, shift: Sequence[int], fill) -> torch.Tensor:
+        out = torch.full_like(x, fill)
+        dst, src = [slice(None)] * (x.ndim - 2), [slice(None)] * (x.ndim - 2)
+        for d, size in zip(shift, x.shape[-2:]):
+            dst.append(slice(max(d, 0), size + min(d, 0)))
+            src.append(slice(max(-d, 0), size - max(d, 0)))
+        out[tuple(dst)] = x[tuple(src)]
+        return out
+
+    def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
+        return self._shift(img, params["shift"], 0)
+
+    def _apply_to_regr_target(self, regression_target: torch.Tensor, **params) -> torch.Tensor:
+        return self._shift(regression_target, params["shift"], 0)
+
+    def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
+        return self._shift(segmentation, params["shift"], BORDER)
 
 
 class KeepUnlabeledFramesIgnoredTransform(SegOnlyTransform):
@@ -84,14 +123,17 @@ def video_training_transforms(patch_size: Sequence[int], rotation, mirror_axes: 
         RandomTransform(GaussianBlurTransform(blur_sigma=(0.5, 1.0), synchronize_channels=True, synchronize_axes=False,
                                               p_per_channel=1, benchmark=True), apply_probability=0.2),
         Convert2DTo3DTransform(),
+        InPlaneTranslationTransform([round(TRANSLATION * s) for s in patch_size[1:]]),
         RandomTransform(GaussianNoiseTransform(noise_variance=(0, 0.1), p_per_channel=1, synchronize_channels=True),
                         apply_probability=0.1),
         RandomTransform(MultiplicativeBrightnessTransform(multiplier_range=BGContrast((0.75, 1.25)),
-                                                          synchronize_channels=False, p_per_channel=1), apply_probability=0.15),
+                                                          synchronize_channels=False, p_per_channel=1),
+                        apply_probability=0.15),
         RandomTransform(ContrastTransform(contrast_range=BGContrast((0.75, 1.25)), preserve_range=True,
                                           synchronize_channels=False, p_per_channel=1), apply_probability=0.15),
-        RandomTransform(SimulateLowResolutionTransform(scale=(0.5, 1), synchronize_channels=False, synchronize_axes=True,
-                                                       ignore_axes=(0,), allowed_channels=None, p_per_channel=0.5),
+        RandomTransform(SimulateLowResolutionTransform(scale=(0.5, 1), synchronize_channels=False,
+                                                       synchronize_axes=True, ignore_axes=(0,), allowed_channels=None,
+                                                       p_per_channel=0.5),
                         apply_probability=0.25),
         RandomTransform(GammaTransform(gamma=BGContrast((0.7, 1.5)), p_invert_image=1, synchronize_channels=False,
                                        p_per_channel=1, p_retain_stats=1), apply_probability=0.1),
