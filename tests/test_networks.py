@@ -1,5 +1,6 @@
 """Video networks: the period wrapper runs T interleaved clips and re-interleaves them; planned networks
-(U-Net and the paper's U-Net-S) build from a configuration and keep their heads under seg_layers."""
+(U-Net and the paper's U-Net-S) build from a configuration, keep their heads under seg_layers and treat
+every frame alike (shift-equivariant along time); the factorised convolution is a 3D convolution."""
 import json
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 
-from unilvseg_nnunet.training.networks import PeriodWrapper, build_temporal_network
+from unilvseg_nnunet.planning.temporal import TIME_CONV_OP, video_topology
+from unilvseg_nnunet.training.networks import FactorizedConv3d, PeriodWrapper, build_temporal_network
 
 
 class _Recorder(nn.Module):
@@ -37,7 +39,7 @@ def test_period_wrapper_interleaves_subclips():
         net(x[:, :, :5])
 
 
-def _configuration(arch, frames=8, period=1):
+def _configuration(arch, frames=8, period=1, gpu_memory_gb=8):
     from unilvseg_nnunet.planning.temporal import temporal_configuration
 
     plans = {"dataset_name": "Dataset999_X", "plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {
@@ -45,8 +47,10 @@ def _configuration(arch, frames=8, period=1):
         "patch_size": [64, 112, 112], "median_image_size_in_voxels": [80.0, 112.0, 112.0], "spacing": [1.0, 1.0, 1.0],
         "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
         "architecture": {"network_class_name": "x", "arch_kwargs": {}, "_kw_requires_import": []}}}}
-    dataset_json = {"channel_names": {"0": "echo"}, "labels": {"background": 0, "LV": 1, "ignore": 2}, "numTraining": 500}
-    plans["configurations"]["t"] = temporal_configuration(plans, dataset_json, frames=frames, period=period, arch=arch)
+    dataset_json = {"channel_names": {"0": "echo"}, "labels": {"background": 0, "LV": 1, "ignore": 2},
+                    "numTraining": 500}
+    plans["configurations"]["t"] = temporal_configuration(plans, dataset_json, frames=frames, period=period, arch=arch,
+                                                           gpu_memory_gb=gpu_memory_gb)
     return PlansManager(json.loads(json.dumps(plans))).get_configuration("t")
 
 
@@ -70,3 +74,58 @@ def test_deep_supervision_switch_reaches_the_inner_decoder():
     net.decoder.deep_supervision = False
     assert not net.net.decoder.deep_supervision
 
+
+
+@pytest.mark.parametrize("arch", ["unet", "unet_s"])
+def test_planned_topology_models_time_everywhere_and_never_strides_it(arch):
+    kw = _configuration(arch, frames=32).configuration["architecture"]["arch_kwargs"]
+    assert kw["kernel_sizes"] == [[3, 3, 3]] * 5 and kw["strides"] == [[1, 1, 1]] + [[1, 2, 2]] * 4
+    assert kw["conv_op"] == TIME_CONV_OP
+
+
+def test_clip_that_does_not_fit_the_memory_target_is_refused():
+    with pytest.raises(ValueError, match="a clip of 32 frames does not fit nnU-Net's 0.02 GB memory target"):
+        _configuration("unet", frames=32, gpu_memory_gb=0.02)
+
+
+def test_video_topology_drops_stages_that_pooled_time_only():
+    planned = {"n_stages": 4, "features_per_stage": [32, 64, 128, 256],
+               "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
+               "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 1, 1]], "n_blocks_per_stage": [1, 3, 4, 6],
+               "n_conv_per_stage_decoder": [1, 1, 1], "conv_op": "torch.nn.modules.conv.Conv3d"}
+    kw = video_topology(planned)
+    assert kw == {"n_stages": 3, "features_per_stage": [32, 64, 128], "kernel_sizes": [[3, 3, 3]] * 3,
+                  "strides": [[1, 1, 1], [1, 2, 2], [1, 2, 2]], "n_blocks_per_stage": [1, 3, 4],
+                  "n_conv_per_stage_decoder": [1, 1], "conv_op": TIME_CONV_OP}
+    assert planned["n_stages"] == 4  # the input is not modified
+
+
+@pytest.mark.parametrize("arch", ["unet", "unet_s"])
+def test_planned_network_treats_every_frame_alike(arch):
+    """A video repeating every 3 frames gives an output repeating every 3 frames away from the clip ends:
+    the network is shift-equivariant along time, odd shifts included (a time stride and its transposed
+    convolution would give even and odd frames different weights: a period-2 flicker)."""
+    net = build_temporal_network(_configuration(arch, frames=8), 1, 2, deep_supervision=False).eval()
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 3, 16, 16).repeat(1, 1, 28, 1, 1)  # 84 frames, period 3
+    with torch.no_grad():
+        y = net(x)
+    interior = y[:, :, 33:48]
+    assert (interior - y[:, :, 36:51]).abs().max() < 1e-4 * interior.abs().max()
+    assert (interior - y[:, :, 34:49]).abs().max() > 1e-2 * interior.abs().max()  # frames do differ
+
+
+def test_factorized_convolution_is_an_in_plane_then_temporal_convolution():
+    torch.manual_seed(0)
+    conv = FactorizedConv3d(2, 4, (3, 3, 3), (1, 2, 2), padding=(1, 1, 1))
+    assert isinstance(conv, nn.Conv3d) and conv.temporal.kernel_size == (3, 1)
+    full = nn.Conv3d(2, 4, (3, 3, 3), (1, 2, 2), padding=(1, 1, 1))
+    with torch.no_grad():  # the equivalent full 3D kernel: temporal weights x in-plane weights, summed over channels
+        full.weight.copy_(torch.einsum("omt,mihw->oithw", conv.temporal.weight[..., 0], conv.weight[:, :, 0]))
+        full.bias.copy_(conv.temporal.weight[..., 0].sum(2) @ conv.bias)
+    x = torch.randn(1, 2, 6, 8, 8)
+    # equal away from the clip ends (there the time padding of the in-plane output drops part of its bias)
+    assert torch.allclose(conv(x)[:, :, 1:-1], full(x)[:, :, 1:-1], atol=1e-5)
+    assert conv(x).shape == full(x).shape == (1, 4, 6, 4, 4)
+    plain = FactorizedConv3d(4, 2, 1, 1, 0)
+    assert plain.temporal is None and plain.kernel_size == (1, 1, 1)

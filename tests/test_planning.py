@@ -1,19 +1,32 @@
-"""Temporal planning: nnU-Net's own planner on a patch fixed to F frames, time pooled less than space,
-inheriting 3d_fullres; stock plans adapted in memory; `unilvseg plan` writes the configuration."""
+"""Temporal planning: nnU-Net's own planner on a patch fixed to F frames, time never pooled and 3-wide
+everywhere, inheriting 3d_fullres; stock plans adapted in memory; `unilvseg plan` writes the configuration."""
 import json
 
 import numpy as np
 import pytest
-from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
-from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import ResEncUNetPlanner
-
 from conftest import DATASET_ID, run_cmd
-from unilvseg_nnunet.planning.temporal import (TemporalUNetPlanner, TemporalUNetSPlanner, add_configuration, configuration_name,
-                                      resolved_configuration, temporal_configuration, with_temporal_configuration)
+from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
+    ResEncUNetPlanner,
+)
+
+from unilvseg_nnunet.planning.temporal import (
+    TIME_CONV_OP,
+    TemporalUNetPlanner,
+    TemporalUNetSPlanner,
+    _FromMemory,
+    add_configuration,
+    configuration_name,
+    resolved_configuration,
+    temporal_configuration,
+    video_topology,
+    with_temporal_configuration,
+)
 
 pytestmark = pytest.mark.nnunet
 
-CONSTANTS = ["anisotropy_threshold", "UNet_base_num_features", "UNet_class", "UNet_reference_val_3d", "UNet_reference_val_2d",
+CONSTANTS = ["anisotropy_threshold", "UNet_base_num_features", "UNet_class", "UNet_reference_val_3d",
+             "UNet_reference_val_2d",
              "UNet_reference_com_nfeatures", "UNet_reference_val_corresp_GB", "UNet_reference_val_corresp_bs_2d",
              "UNet_reference_val_corresp_bs_3d", "UNet_featuremap_min_edge_length", "UNet_blocks_per_stage_encoder",
              "UNet_blocks_per_stage_decoder", "UNet_min_batch_size", "UNet_max_features_2d", "UNet_max_features_3d",
@@ -28,7 +41,7 @@ def test_configuration_names():
 
 @pytest.fixture(scope="module")
 def stock(preprocessed_dataset):
-    return json.loads((preprocessed_dataset / "nnUNetPlans.json").read_text()), json.loads((preprocessed_dataset / "dataset.json").read_text())
+    return tuple(json.loads((preprocessed_dataset / f).read_text()) for f in ("nnUNetPlans.json", "dataset.json"))
 
 
 def test_in_memory_planner_is_nnunets_planner(stock, nnunet_env, monkeypatch):
@@ -39,8 +52,14 @@ def test_in_memory_planner_is_nnunets_planner(stock, nnunet_env, monkeypatch):
     real = ExperimentPlanner(DATASET_ID)
     ours = TemporalUNetPlanner(dataset_json, base, 8)
     assert {c: getattr(ours, c) for c in CONSTANTS} == {c: getattr(real, c) for c in CONSTANTS}
-    args = ([4.0, 1.0, 1.0], [16, 112, 112], base["data_identifier"], 1e7)
-    assert ours.get_plans_for_configuration(*args, {}) == real.get_plans_for_configuration(*args, {})
+    args = ([1.0, 1.0, 1.0], [16, 112, 112], base["data_identifier"], 1e10)  # batch size not capped by the data
+    stock = real.get_plans_for_configuration(*args, {})
+    in_memory = type("InMemory", (_FromMemory, ExperimentPlanner), {})(dataset_json, base, 8)
+    assert in_memory.get_plans_for_configuration(*args, {}) == stock
+    video = ours.get_plans_for_configuration(*args, {})  # nnU-Net's plan with time never strided ...
+    assert video["architecture"]["arch_kwargs"] == video_topology(stock["architecture"]["arch_kwargs"])
+    assert video["patch_size"] == stock["patch_size"]
+    assert 2 <= video["batch_size"] < stock["batch_size"]  # ... and a batch size estimated on that larger network
     res = ResEncUNetPlanner(DATASET_ID)
     assert TemporalUNetSPlanner(dataset_json, base, 8).UNet_reference_val_3d == res.UNet_reference_val_3d
 
@@ -50,24 +69,25 @@ def test_temporal_configuration_on_stock_plans(stock, frames, period, arch):
     plans, dataset_json = stock
     cfg = temporal_configuration(plans, dataset_json, frames=frames, period=period, arch=arch)
     assert cfg["inherits_from"] == "3d_fullres" and "spacing" not in cfg and "data_identifier" not in cfg
-    assert cfg["patch_size"] == [frames * period, 112, 112]
+    assert cfg["patch_size"][0] >= frames * period and cfg["patch_size"][1:] == [112, 112]  # F*T frames or more
     assert cfg["unilvseg"]["frames"] == frames and cfg["unilvseg"]["period"] == period
     assert cfg["batch_size"] >= 2
     kw = cfg["architecture"]["arch_kwargs"]
     strides = np.array(kw["strides"])
-    assert np.prod(strides[:, 0]) < np.prod(strides[:, 1])  # time pooled less than space
-    assert frames % np.prod(strides[:, 0]) == 0
-    assert kw["kernel_sizes"][0] == [1, 3, 3]  # the first stage works in-plane
+    assert (strides[:, 0] == 1).all() and np.prod(strides[:, 1]) == 16  # time never pooled, space as nnU-Net
+    assert all(k == [3, 3, 3] for k in kw["kernel_sizes"])  # time modelled in every stage, full resolution included
+    assert kw["conv_op"] == TIME_CONV_OP
     if arch == "unet_s":
-        assert cfg["architecture"]["network_class_name"].endswith("ResidualEncoderUNet") and kw["nonlin"] == "torch.nn.PReLU"
+        assert cfg["architecture"]["network_class_name"].endswith("ResidualEncoderUNet")
+        assert kw["nonlin"] == "torch.nn.PReLU"
         assert kw["n_blocks_per_stage"][0] == 2
     merged = dict(plans, configurations={**plans["configurations"], "t": cfg})
     assert resolved_configuration(merged, "t")["spacing"] == plans["configurations"]["3d_fullres"]["spacing"]
 
 
-def test_frames_that_nnunet_would_change_are_refused(stock):
-    with pytest.raises(ValueError, match="divisible by"):
-        temporal_configuration(*stock, frames=9)
+def test_any_clip_length_is_kept_and_bad_bases_are_refused(stock):
+    nine = temporal_configuration(*stock, frames=9, period=2)  # nnU-Net alone would pad the clip to 10 frames
+    assert nine["patch_size"] == [18, 112, 112] and nine["unilvseg"]["frames"] == 9
     with pytest.raises(ValueError, match="not 3D"):
         temporal_configuration(*stock, base="2d")
     with pytest.raises(KeyError, match="no configuration '3d_lowres'"):
@@ -78,7 +98,7 @@ def test_stock_configuration_is_adapted_in_memory(stock):
     plans, dataset_json = stock
     adapted = with_temporal_configuration(plans, "3d_fullres", dataset_json)
     cfg = adapted["configurations"]["3d_fullres"]
-    assert cfg["patch_size"] == [32, 112, 112] and cfg["unilvseg"]["frames"] == 32 and "inherits_from" not in cfg
+    assert cfg["patch_size"][1:] == [112, 112] and cfg["unilvseg"]["frames"] == 32 and "inherits_from" not in cfg
     assert cfg["data_identifier"] == plans["configurations"]["3d_fullres"]["data_identifier"]
     assert "unilvseg" not in plans["configurations"]["3d_fullres"]  # the input is not modified
     assert with_temporal_configuration(adapted, "3d_fullres", dataset_json) is adapted

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unilvseg_nnunet.planning.temporal import (ARCHS, DEFAULT_FRAMES, DEFAULT_PERIOD, DEFAULT_TIME_SPACING, add_configuration,
+from unilvseg_nnunet.planning.temporal import (ARCHS, DEFAULT_FRAMES, DEFAULT_PERIOD, add_configuration,
                                                configuration_name, load_dataset_plans, temporal_configuration)
 from unilvseg_nnunet.planning.superimage import SI_FRAMES, SI_PERIOD
 from unilvseg_nnunet.training.encoders import ENCODERS
@@ -19,8 +19,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--encoder", default="unet", choices=("unet", *ENCODERS),
                         help="super-image encoder (default: nnU-Net's planned 2D U-Net)")
     parser.add_argument("--encoder-weights", type=Path, help="local weights file for the super-image encoder (never downloaded)")
-    parser.add_argument("--time-spacing", type=float, default=DEFAULT_TIME_SPACING,
-                        help="pixels per frame nnU-Net assumes when choosing where to pool time (topology only; no resampling)")
     parser.add_argument("--gpu-memory", type=float, default=8, help="GPU memory target in GB for nnU-Net's batch-size estimate")
     parser.add_argument("--base", default="3d_fullres", help="configuration to inherit preprocessed data from")
     parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier")
@@ -38,7 +36,7 @@ def run(args) -> int:
         frames, period = args.frames or DEFAULT_FRAMES, args.period or DEFAULT_PERIOD
         name = configuration_name(frames, period, args.arch)
         cfg = temporal_configuration(plans, dataset_json, base=args.base, frames=frames, period=period, arch=args.arch,
-                                     time_spacing=args.time_spacing, gpu_memory_gb=args.gpu_memory)
+                                     gpu_memory_gb=args.gpu_memory)
     add_configuration(plans_path, name, cfg)
     arch = cfg["architecture"]["arch_kwargs"]
     print(f"added configuration {name!r} to {plans_path}: patch {cfg['patch_size']}, batch size {cfg['batch_size']}, "

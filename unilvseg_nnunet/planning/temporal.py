@@ -6,11 +6,15 @@ normalisation) and overrides what video needs:
 - patch: F frames (clip length) x the in-plane median size; with a sampling period T the stored
   patch holds F*T frames (an inference window that the network splits into T clips of F frames);
 - topology and batch size: nnU-Net's ``ExperimentPlanner.get_plans_for_configuration`` run on a
-  patch fixed to F frames (the median shape passed to it is F x in-plane) and a *planning* time
-  spacing of ``time_spacing`` pixels per frame. nnU-Net then keeps early stages in-plane (1x3x3
-  kernels, no time pooling) and pools time less than space; the batch size comes from its VRAM
-  estimate for ``gpu_memory_gb``. The time spacing only shapes the topology: the configuration's
-  real spacing stays the inherited one, so no video is resampled along time;
+  clip of F frames x the in-plane median size, time spaced like the image plane (so every stage
+  gets 3-wide kernels along time, the full-resolution stages included, where the boundary is
+  drawn). nnU-Net's stages, in-plane kernels and strides and features are kept; time is then never
+  strided (:func:`video_topology`): a stride-2 pooling along time and its transposed convolution
+  would treat even and odd frames differently (a period-2 flicker of the predicted area), while
+  with unit time strides the network is shift-equivariant along time. Convolutions are
+  :class:`~unilvseg_nnunet.training.networks.FactorizedConv3d` (in-plane then along time), which
+  keeps the cost per frame of full-time-resolution stages near that of an in-plane network. nnU-Net's
+  VRAM estimate, and so its batch size, is computed on this video network;
 - ``"unilvseg": {"frames", "period", "arch", ...}``, which our trainers read.
 
 Architectures: ``unet`` = nnU-Net's PlainConvUNet as planned; ``unet_s`` = the paper's 3D U-Net-S
@@ -28,7 +32,9 @@ import numpy as np
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 from nnunetv2.configuration import ANISO_THRESHOLD
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
-from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import ResEncUNetPlanner
+from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
+    ResEncUNetPlanner,
+)
 from nnunetv2.utilities.json_export import recursive_fix_for_json_export
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -36,9 +42,10 @@ from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.files import write_json
 
 DEFAULT_FRAMES, DEFAULT_PERIOD, DEFAULT_ARCH = 32, 1, "unet"
-DEFAULT_TIME_SPACING = 4.0
+TIME_CONV_OP = "unilvseg_nnunet.training.networks.FactorizedConv3d"
 ARCHS = ("unet", "unet_s")
 KEY = "unilvseg"
+MIN_INPLANE_PATCH = 16  # the smallest in-plane patch planning falls back to before refusing a clip length
 
 
 def configuration_name(frames: int = DEFAULT_FRAMES, period: int = DEFAULT_PERIOD, arch: str = DEFAULT_ARCH) -> str:
@@ -81,12 +88,47 @@ class _FromMemory:
         return self.base["normalization_schemes"], self.base["use_mask_for_norm"]
 
 
-class TemporalUNetPlanner(_FromMemory, ExperimentPlanner):
-    """nnU-Net's default planner (PlainConvUNet)."""
+def video_topology(arch_kwargs: dict) -> dict:
+    """nnU-Net's planned 3D topology (time first) made video-safe; a new dict.
+
+    Every time stride becomes 1 and every time kernel 3, with :data:`TIME_CONV_OP` as convolution;
+    trailing stages that pooled time only (planned for clips longer than the frames are wide) are
+    dropped, since they would no longer pool anything.
+    """
+    kw = deepcopy(arch_kwargs)
+    strides = [[1, *(int(i) for i in s[1:])] for s in kw["strides"]]
+    n = 1 + max([i for i, s in enumerate(strides) if max(s) > 1], default=0)
+    for key in ("features_per_stage", "kernel_sizes", "n_conv_per_stage", "n_blocks_per_stage"):
+        if key in kw:
+            kw[key] = list(kw[key])[:n]
+    if "n_conv_per_stage_decoder" in kw:
+        kw["n_conv_per_stage_decoder"] = list(kw["n_conv_per_stage_decoder"])[:n - 1]
+    kw.update(n_stages=n, strides=strides[:n], kernel_sizes=[[3, *(int(i) for i in k[1:])] for k in kw["kernel_sizes"]],
+              conv_op=TIME_CONV_OP)
+    return kw
 
 
-class TemporalUNetSPlanner(_FromMemory, ResEncUNetPlanner):
-    """nnU-Net's residual-encoder planner set up as the paper's 3D U-Net-S (two residual units per stage)."""
+class _VideoTopology:
+    """Mixin for an nnU-Net planner: plans, VRAM estimate included, use :func:`video_topology`."""
+
+    def static_estimate_VRAM_usage(self, patch_size, input_channels, output_channels, arch_class_name, arch_kwargs,
+                                   arch_kwargs_req_import):
+        return super().static_estimate_VRAM_usage(patch_size, input_channels, output_channels, arch_class_name,
+                                                  video_topology(arch_kwargs), arch_kwargs_req_import)
+
+    def get_plans_for_configuration(self, *args, **kwargs) -> dict:
+        plan = super().get_plans_for_configuration(*args, **kwargs)
+        plan["architecture"]["arch_kwargs"] = video_topology(plan["architecture"]["arch_kwargs"])
+        return plan
+
+
+class TemporalUNetPlanner(_VideoTopology, _FromMemory, ExperimentPlanner):
+    """nnU-Net's default planner (PlainConvUNet), video topology."""
+
+
+class TemporalUNetSPlanner(_VideoTopology, _FromMemory, ResEncUNetPlanner):
+    """nnU-Net's residual-encoder planner set up as the paper's 3D U-Net-S (two residual units per stage), video
+    topology."""
 
     def __init__(self, dataset_json: dict, base: dict, gpu_memory_gb: float):
         super().__init__(dataset_json, base, gpu_memory_gb)
@@ -115,36 +157,46 @@ def resolved_configuration(plans: dict, name: str) -> dict:
 
 
 def temporal_configuration(plans: dict, dataset_json: dict, base: str = "3d_fullres", frames: int = DEFAULT_FRAMES,
-                           period: int = DEFAULT_PERIOD, arch: str = DEFAULT_ARCH,
-                           time_spacing: float = DEFAULT_TIME_SPACING, gpu_memory_gb: float = 8) -> dict:
-    """The temporal configuration dict (to store under :func:`configuration_name`) planned on ``base``."""
+                           period: int = DEFAULT_PERIOD, arch: str = DEFAULT_ARCH, gpu_memory_gb: float = 8) -> dict:
+    """The temporal configuration dict (to store under :func:`configuration_name`) planned on ``base``.
+
+    nnU-Net may pad the clip it plans to a multiple of the time pooling it would have chosen; as
+    time is never pooled, the stored patch keeps exactly ``frames`` frames (the VRAM estimate
+    behind the batch size saw the padded clip, a slight overestimate). A clip that nnU-Net would
+    shorten to fit ``gpu_memory_gb`` is refused.
+    """
     if arch not in PLANNERS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHS}")
     if frames < 2 or period < 1:
         raise ValueError(f"need frames >= 2 and period >= 1, got frames={frames}, period={period}")
     cfg = resolved_configuration(plans, base)
     if len(cfg["patch_size"]) != 3:
-        raise ValueError(f"configuration {base!r} is not 3D (patch {cfg['patch_size']}); temporal planning needs a 3D base such as 3d_fullres")
+        raise ValueError(f"configuration {base!r} is not 3D (patch {cfg['patch_size']}); temporal planning needs a "
+                         "3D base such as 3d_fullres")
     inplane_spacing = [float(s) for s in cfg["spacing"][1:]]
-    spacing = [time_spacing * min(inplane_spacing), *inplane_spacing]
+    spacing = [min(inplane_spacing), *inplane_spacing]
     median = [float(s) for s in cfg["median_image_size_in_voxels"]]
     planner = PLANNERS[arch](dataset_json, cfg, gpu_memory_gb)
-    plan = planner.get_plans_for_configuration(
-        spacing, [frames, *median[1:]], cfg["data_identifier"],
-        float(np.prod(median, dtype=np.float64) * dataset_json["numTraining"]), {})
+    inplane = median[1:]
+    while True:  # frames larger than what fits: plan on a smaller in-plane extent until the whole clip fits
+        plan = planner.get_plans_for_configuration(
+            spacing, [frames, *inplane], cfg["data_identifier"],
+            float(np.prod(median, dtype=np.float64) * dataset_json["numTraining"]), {})
+        if plan["patch_size"][0] >= frames or max(plan["patch_size"][1:]) <= MIN_INPLANE_PATCH:
+            break
+        inplane = [max(MIN_INPLANE_PATCH, 0.85 * v) for v in plan["patch_size"][1:]]
     recursive_fix_for_json_export(plan)
-    patch = [int(i) for i in plan["patch_size"]]
-    if patch[0] != frames:
-        strides = plan["architecture"]["arch_kwargs"]["strides"]
-        raise ValueError(f"nnU-Net's planner turned a {frames}-frame clip into {patch[0]} frames (time strides "
-                         f"{[s[0] for s in strides]}); choose a clip length divisible by {int(np.prod([s[0] for s in strides]))}")
+    if plan["patch_size"][0] < frames:
+        raise ValueError(f"a clip of {frames} frames does not fit nnU-Net's {gpu_memory_gb} GB memory target (it "
+                         f"would keep {plan['patch_size'][0]} frames of {plan['patch_size'][1:]} pixels); plan fewer "
+                         "frames or more memory")
     return json.loads(json.dumps({  # as stored in plans.json (lists, not tuples), in memory too
         "inherits_from": base,
-        "patch_size": [frames * period, *patch[1:]],
+        "patch_size": [frames * period, *(int(i) for i in plan["patch_size"][1:])],
         "batch_size": int(plan["batch_size"]),
         "architecture": plan["architecture"],
-        KEY: {"frames": frames, "period": period, "arch": arch, "time_spacing": time_spacing,
-              "gpu_memory_gb": gpu_memory_gb, "planner": type(planner).__name__},
+        KEY: {"frames": frames, "period": period, "arch": arch, "gpu_memory_gb": gpu_memory_gb,
+              "planner": type(planner).__name__},
     }))
 
 
@@ -184,8 +236,10 @@ def add_configuration(plans_path: str | os.PathLike, name: str, cfg: dict) -> No
     write_json(path, plans)
 
 
-def load_dataset_plans(dataset: str, plans_name: str = "nnUNetPlans", base: str = "3d_fullres") -> tuple[Path, dict, dict, dict]:
-    """(plans path, plans, dataset.json, fingerprint) of a preprocessed dataset (id or name under $nnUNet_preprocessed)."""
+def load_dataset_plans(dataset: str, plans_name: str = "nnUNetPlans",
+                       base: str = "3d_fullres") -> tuple[Path, dict, dict, dict]:
+    """(plans path, plans, dataset.json, fingerprint) of a preprocessed dataset (id or name under
+    $nnUNet_preprocessed)."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     root = os.environ.get("nnUNet_preprocessed")
@@ -198,5 +252,6 @@ def load_dataset_plans(dataset: str, plans_name: str = "nnUNetPlans", base: str 
     plans_path = folder / f"{plans_name}.json"
     if not plans_path.is_file():
         raise UnilvsegError(f"{plans_path}: no plans; run nnUNetv2_plan_and_preprocess -d {dataset} -c {base} first")
-    read = [json.loads(p.read_text()) if p.is_file() else {} for p in (plans_path, folder / "dataset.json", folder / "dataset_fingerprint.json")]
+    read = [json.loads(p.read_text()) if p.is_file() else {}
+            for p in (plans_path, folder / "dataset.json", folder / "dataset_fingerprint.json")]
     return plans_path, *read

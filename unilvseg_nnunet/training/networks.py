@@ -5,12 +5,50 @@ The network class and its arguments come from the configuration, as in nnU-Net
 F*T frames for inference; :class:`PeriodWrapper` splits such a window into T interleaved
 clips of F frames (each frame sees F frames at stride T, as in training) and re-interleaves the
 outputs. Given exactly F frames (training) it runs the inner network once.
+
+Temporal plans name :class:`FactorizedConv3d` as the ``conv_op`` of nnU-Net's U-Nets (see
+:mod:`unilvseg_nnunet.planning.temporal`): every 3D convolution then sees three frames at the
+cost of little more than an in-plane one.
 """
 from __future__ import annotations
 
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from torch import nn
+from torch.nn.modules.utils import _triple
+
+
+class FactorizedConv3d(nn.Conv3d):
+    """A (t, k, k) convolution factorised as a (1, k, k) in-plane one followed by a (t, 1, 1) one along time.
+
+    As the (2+1)D convolutions of R(2+1)D (Tran et al., CVPR 2018) without the nonlinearity in
+    between, so it is a drop-in ``conv_op`` for dynamic_network_architectures (a Conv3d subclass,
+    built with Conv3d's arguments): C_in*C_out*k*k + C_out*C_out*t multiply-adds per voxel instead
+    of C_in*C_out*t*k*k (12 vs 27 per channel pair for 3x3x3). Its own weight and bias are the
+    in-plane part; ``temporal`` (no bias) carries the time kernel, stride, padding and dilation,
+    and is absent when the time kernel and stride are 1 (heads, 1x1x1 projections). The time part
+    runs as a (t, 1) Conv2d on the frames' pixels laid out in one row: the same operation, which
+    PyTorch's CPU kernels run 2-4x faster than a (t, 1, 1) Conv3d.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        if isinstance(padding, str):
+            raise ValueError("FactorizedConv3d takes explicit padding, not 'same'/'valid'")
+        (kt, *k), (st, *s), (pt, *p), (dt, *d) = (_triple(v) for v in (kernel_size, stride, padding, dilation))
+        super().__init__(in_channels, out_channels, (1, *k), (1, *s), (0, *p), (1, *d), groups, bias, padding_mode,
+                         device, dtype)
+        self.temporal = None
+        if kt > 1 or st > 1:
+            self.temporal = nn.Conv2d(out_channels, out_channels, (kt, 1), (st, 1), (pt, 0), (dt, 1), bias=False,
+                                      padding_mode=padding_mode, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        if self.temporal is None:
+            return x
+        y = self.temporal(x.flatten(3))  # (B, C, T', H*W)
+        return y.view(*y.shape[:3], *x.shape[3:])
 
 
 class PeriodWrapper(nn.Module):
