@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_echonet import assert_mask_matches_tracing, lv_tracing, make_video, write_avi
 
 from unilvseg_nnunet.data import dataset as ds
 from unilvseg_nnunet.data import echonet
 from unilvseg_nnunet.data.pediatric import convert_pediatric
 from unilvseg_nnunet.files import read_volume
-
-from test_echonet import assert_mask_matches_tracing, lv_tracing, make_video, write_avi
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES, FPS = 30, 30.0
@@ -224,3 +223,35 @@ def test_script_converts_and_resumes(tmp_path, raw):
         for v in videos:
             assert_case_correct(raw / "Dataset970_Pediatric", view, v)
 
+
+@pytest.mark.nnunet
+def test_end_to_end_with_a_test_fold(nnunet_env, tmp_path):
+    """Convert both views with Split 9 held out; stock planning, our temporal configuration, a few training
+    iterations on fold 0 (validation on Split 0), nnUNetv2_predict on the held-out fold and `unilvseg evaluate`."""
+    from conftest import run_cmd
+
+    views = {"A4C": [dict(name=f"A{i}", fold=f, frames=FRAMES) for i, f in enumerate((0, 1, 2, 9))],
+             "PSAX": [dict(name=f"P{i}", fold=f, frames=FRAMES) for i, f in enumerate((0, 3, 9))]}
+    root = make_pediatric(tmp_path / "ped", views)
+    run_cmd([sys.executable, str(REPO / "conversion" / "echonet_pediatric_to_nnunet.py"), str(root), "-d", "971",
+             "-n", "PediatricE2E", "--test-fold", "9"], env=nnunet_env)
+    raw_dir = Path(nnunet_env["nnUNet_raw"]) / "Dataset971_PediatricE2E"
+    assert json.loads((raw_dir / "splits_final.json").read_text())[0]["val"] == ["A4C_A0", "PSAX_P0"]
+    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", "971", "-c", "3d_fullres", "-np", "2",
+             "--verify_dataset_integrity"], env=nnunet_env)
+    run_cmd(["unilvseg", "plan", "-d", "971", "--frames", "8", "--arch", "unet_s"], env=nnunet_env)
+    cfg = "3d_temporal_f8t1_unet_s"
+    run_cmd(["nnUNetv2_train", "971", cfg, "0", "-tr", "SparseTemporalTrainer_smoke", "-device", "cpu"], env=nnunet_env)
+    pred = tmp_path / "pred"
+    run_cmd(["nnUNetv2_predict", "-i", str(raw_dir / "imagesTs"), "-o", str(pred), "-d", "971", "-c", cfg,
+             "-tr", "SparseTemporalTrainer_smoke", "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1",
+             "-nps", "1"],
+            env=nnunet_env)
+    assert sorted(p.name for p in pred.glob("*.mha")) == ["A4C_A3.mha", "PSAX_P2.mha"]
+    for p in pred.glob("*.mha"):
+        assert read_volume(p).shape == (FRAMES, 112, 112) and set(np.unique(read_volume(p))) <= {0, 1}
+    run_cmd(["unilvseg", "evaluate", "-p", str(pred), "-d", "971", "-o", str(tmp_path / "eval"), "--n-boot", "50"],
+            env=nnunet_env)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["n_cases"] == 2 and summary["dsc"]["overall"]["n_frames"] == 4 and summary["fps_assumed"] == []
+    assert "dsc_by_structure" not in summary  # one structure: the report EchoNet datasets have always had

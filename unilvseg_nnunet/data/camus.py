@@ -33,9 +33,20 @@ from pathlib import Path
 
 import numpy as np
 
-from unilvseg_nnunet.data.conversion import (DROP_FRAME, IGNORED, KEPT, SKIP_VIDEO, ConversionError, DatasetKind,
-                                             dataset_folder, image_paths, issue, label_path, make_splits,
-                                             run_conversion)
+from unilvseg_nnunet.data.conversion import (
+    DROP_FRAME,
+    IGNORED,
+    KEPT,
+    SKIP_VIDEO,
+    ConversionError,
+    DatasetKind,
+    dataset_folder,
+    image_paths,
+    issue,
+    label_path,
+    make_splits,
+    run_conversion,
+)
 from unilvseg_nnunet.data.dataset import dense_truth_path, metadata_path, write_case_metadata
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.files import read_volume_spacing, write_volume

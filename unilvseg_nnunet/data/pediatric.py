@@ -22,8 +22,18 @@ from functools import partial
 from pathlib import Path
 
 from unilvseg_nnunet.data import echonet
-from unilvseg_nnunet.data.conversion import (SKIP_VIDEO, CaseTask, ConversionError, DatasetKind, case_files,
-                                             completed_metadata, convert_case, dataset_folder, issue, run_conversion)
+from unilvseg_nnunet.data.conversion import (
+    SKIP_VIDEO,
+    CaseTask,
+    ConversionError,
+    DatasetKind,
+    case_files,
+    completed_metadata,
+    convert_case,
+    dataset_folder,
+    issue,
+    run_conversion,
+)
 from unilvseg_nnunet.data.dataset import LABELS
 from unilvseg_nnunet.errors import UnilvsegError
 
