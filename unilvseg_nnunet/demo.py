@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unilvseg_nnunet import workspace
+from unilvseg_nnunet.training.trainers.schedules import BUDGET_ENV
 from unilvseg_nnunet.evaluation.compare import folder_names
 
 DATASET_ID = 900
+DEFAULT_BUDGET_S = 25.0  # seconds of training per model: five trainings fit the demo in minutes
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_EchoPhantom"
 GPU_MEMORY_GB = 0.25
 
@@ -68,17 +70,30 @@ class Pipeline:
             raise SystemExit(f"demo step failed: {e}") from None
 
 
-def run_demo(out: Path, n_videos: int = 30, seed: int = 0, device: str = "cpu") -> Path:
-    """Run the whole pipeline into ``out``; returns the path of the Markdown report."""
+def _is_progress(line: str) -> bool:
+    """Lines of a command's output worth showing while the demo runs (the log keeps all)."""
+    keys = ("Epoch ", "Pseudo dice", "time budget", "trained ", "added configuration", "cases (", "videos",
+            "predict", "evaluate", "Done", "skipped", "error")
+    return any(k in line for k in keys)
+
+
+def run_demo(out: Path, n_videos: int = 20, seed: int = 0, device: str = "cpu", budget_s: float = DEFAULT_BUDGET_S,
+             artefacts: str = "severe") -> Path:
+    """Run the whole pipeline into ``out``; returns the path of the Markdown report.
+
+    Every training gets the same wall-clock budget ``budget_s`` (the ``_demo`` trainers read it from
+    ``unilvseg_time_budget_s``), so the demo's length depends little on the machine's speed.
+    ``artefacts``: the phantom's artefact level (the strongest corrupts about a quarter of the frames)."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     p = Pipeline(out, device)
+    p.env[BUDGET_ENV] = f"{budget_s:g}"
     echonet = out / "echonet_phantom"
     raw = out / "nnUNet_raw" / DATASET_NAME
 
-    p.banner(f"phantom EchoNet-Dynamic dataset of {n_videos} videos")
+    p.banner(f"phantom EchoNet-Dynamic dataset of {n_videos} videos ({artefacts} artefacts, truth of every frame)")
     p.run(["unilvseg", "synth", str(echonet), "--n", str(n_videos), "--seed", str(seed),
-           "--min-frames", "60", "--max-frames", "110"], "synth")
+           "--min-frames", "50", "--max-frames", "90", "--artefacts", artefacts], "synth")
 
     p.banner("videos -> nnU-Net raw dataset")
     p.run(["unilvseg", "convert", "echonet", str(echonet), "-d", str(DATASET_ID), "-n", "EchoPhantom", "-np", "2",
@@ -99,7 +114,7 @@ def run_demo(out: Path, n_videos: int = 30, seed: int = 0, device: str = "cpu") 
     models = demo_models(temporal, superimage)
     folders: dict[str, Path] = {}
     for m in models:
-        p.banner(f"train {m.label}: {m.trainer} on {m.configuration}")
+        p.banner(f"train {m.label}: {m.trainer} on {m.configuration} ({budget_s:g} s budget)")
         results = out / "results" / folder_names([m.label])[m.label]
         env = dict(p.env, nnUNet_results=str(results))
         args = ["nnUNetv2_train", str(DATASET_ID), m.configuration, "0", "-tr", m.trainer, "-device", device]

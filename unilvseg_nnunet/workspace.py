@@ -61,6 +61,8 @@ def run(args: list[str], env: dict, log: str | os.PathLike | None = None, echo=N
     line (progress display); a failure raises :class:`CommandError` with the output's tail.
     """
     lines: list[str] = []
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
     fh = open(log, "w") if log is not None else None
     try:
         proc = subprocess.Popen(command(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
