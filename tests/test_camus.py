@@ -123,7 +123,8 @@ def test_convert_each_distribution(phantoms, raw, fmt):
         assert [i["problem"] for i in rep["dataset_issues"]] == ["no_dense_labels"]
     dj = json.loads((out / "dataset.json").read_text())
     assert dj["labels"] == {"background": 0, "LV": 1, "myocardium": 2, "left_atrium": 3, "ignore": 4}
-    assert dj["channel_names"] == {"0": "echo"} and dj["numTraining"] == sum(m["subset"] == "imagesTr" for m in metas.values())
+    assert dj["channel_names"] == {"0": "echo"}
+    assert dj["numTraining"] == sum(m["subset"] == "imagesTr" for m in metas.values())
     assert rep["cases"] == {} and rep["summary"]["cases"] == len(metas)
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
     verify_dataset_integrity(str(out), num_processes=1)  # stock nnU-Net accepts it (spacing, labels, ignore)
@@ -237,7 +238,8 @@ def test_quirk_reported_and_others_intact(phantoms, raw, tmp_path, quirk):
                        for c in cases)
         return
     meta = ds.read_case_metadata(out, cases[0])
-    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(out / meta["subset"].replace("images", "labels") / f"{cases[0]}.mha")))
+    labels_dir = out / meta["subset"].replace("images", "labels")
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(labels_dir / f"{cases[0]}.mha")))
     n = meta["num_frames"]
     assert meta["issues"] == rep["cases"][cases[0]]["issues"]
     if quirk == "frame_beyond_length":
@@ -382,3 +384,110 @@ def test_evaluation_scores_each_structure_with_hd95_in_mm(phantoms, raw, tmp_pat
     with pytest.raises(EvaluationError, match=rf"{cases[0]}\.mha: unexpected label values \[4\]"):
         evaluate(pred_dir, out, tmp_path / "eval2", n_boot=50, video_plots=False, progress=False)
 
+
+# ------------------------------------------------------------------------------------------------
+# End to end with the real nnU-Net commands on CPU: convert, plan (frames larger than the patch),
+# train a few iterations, predict, evaluate per structure
+# ------------------------------------------------------------------------------------------------
+
+E2E = dict(size=96, width=128, frames=(20, 30))  # frames larger than the patch planned for a 0.1 GB target
+
+
+def plan_video_configurations(env: dict, dataset_id: int, super_image: bool = False) -> dict:
+    """Stock planning and preprocessing, then our temporal (and super-image) configurations for a 0.1 GB memory
+    target, so that the in-plane patch is smaller than the frames; returns the plans."""
+    from conftest import run_cmd
+
+    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", "3d_fullres", "-np", "2",
+             "--verify_dataset_integrity"], env=env)
+    run_cmd(["unilvseg", "plan", "-d", str(dataset_id), "--frames", "8", "--arch", "unet_s", "--gpu-memory", "0.1"],
+            env=env)
+    if super_image:
+        run_cmd(["unilvseg", "plan", "-d", str(dataset_id), "--super-image", "--frames", "4", "--period", "1",
+                 "--gpu-memory", "0.1"], env=env)
+    name = next(Path(env["nnUNet_preprocessed"]).glob(f"Dataset{dataset_id}_*")).name
+    plans = json.loads((Path(env["nnUNet_preprocessed"]) / name / "nnUNetPlans.json").read_text())
+    frame = plans["configurations"]["3d_fullres"]["median_image_size_in_voxels"][1:]
+    for cfg in ("3d_temporal_f8t1_unet_s", *(["si_f4t1"] if super_image else [])):
+        patch = plans["configurations"][cfg]["patch_size"][1:]
+        assert all(p < f for p, f in zip(patch, frame)), (cfg, patch, frame)  # any frame size: the patch is smaller
+    return plans
+
+
+def assert_predictions(pred_dir: Path, raw_dir: Path, values) -> None:
+    """A label map of every frame of every test video, with the image's shape and spacing."""
+    from unilvseg_nnunet.files import read_volume_spacing
+
+    for image in sorted((raw_dir / "imagesTs").glob("*_0000.mha")):
+        img, spacing = read_volume_spacing(image)
+        seg, seg_spacing = read_volume_spacing(pred_dir / image.name.replace("_0000", ""))
+        assert seg.shape == img.shape and np.allclose(seg_spacing, spacing)
+        assert set(np.unique(seg)) <= set(values)
+
+
+def assert_structures_scored(summary: dict, names, dense: bool) -> None:
+    assert list(summary["dsc_by_structure"]) == list(names)
+    for name in names:
+        assert 0 <= summary["dsc_by_structure"][name]["overall"]["pooled_dsc"] <= 1
+        assert summary["dsc_by_structure"][name]["overall"]["n_frames"] == 2 * summary["n_cases"]
+    assert "hd95_mm_by_structure" in summary and "hd95_mm" in summary
+    assert (summary["dense"] is not None) is dense
+    if dense:
+        assert list(summary["dense"]["dsc_by_structure"]) == list(names)
+
+
+@pytest.mark.nnunet
+def test_nifti_release_end_to_end_3d_and_super_image(nnunet_env, tmp_path):
+    """Convert with dense truth; pretrain and fine-tune the 3D configuration and train the super-image one on
+    crops of the frames; `unilvseg compare` predicts (with the pixel spacing) and evaluates both per structure."""
+    from conftest import run_cmd
+
+    root = synthesize_camus(tmp_path / "camus", n_patients=5, fmt="nifti", splits=(3, 1, 1), **E2E)
+    run_cmd([sys.executable, str(REPO / "conversion" / "camus_to_nnunet.py"), str(root), "-d", "962", "-n",
+             "CamusNifti", "--dense-truth"], env=nnunet_env)
+    raw_dir = Path(nnunet_env["nnUNet_raw"]) / "Dataset962_CamusNifti"
+    plan_video_configurations(nnunet_env, 962, super_image=True)
+    cfg = "3d_temporal_f8t1_unet_s"
+    results = Path(nnunet_env["nnUNet_results"]) / "Dataset962_CamusNifti"
+    run_cmd(["nnUNetv2_train", "962", cfg, "0", "-tr", "TemporalMaskingPretrainer_smoke", "-device", "cpu"],
+            env=nnunet_env)
+    pretrained = results / f"TemporalMaskingPretrainer_smoke__nnUNetPlans__{cfg}" / "fold_0" / "checkpoint_final.pth"
+    run_cmd(["nnUNetv2_train", "962", cfg, "0", "-tr", "SparseTemporalTrainer_smoke", "-device", "cpu",
+             "-pretrained_weights", str(pretrained)], env=nnunet_env)
+    run_cmd(["nnUNetv2_train", "962", "si_f4t1", "0", "-tr", "SuperImageTrainer_smoke", "-device", "cpu"],
+            env=nnunet_env)
+    models = {"3D": results / f"SparseTemporalTrainer_smoke__nnUNetPlans__{cfg}",
+              "SI": results / "SuperImageTrainer_smoke__nnUNetPlans__si_f4t1"}
+    out = tmp_path / "compare"
+    run_cmd(["unilvseg", "compare", "-d", "962", *(a for n, f in models.items() for a in ("-m", f"{n}={f}")),
+             "-o", str(out), "--n-boot", "50"], env=nnunet_env)
+    table = (out / "comparison.md").read_text()
+    assert "## DSC per structure" in table and "| LV | myocardium | left_atrium |" in table
+    for name in models:
+        assert_predictions(out / name / "predictions", raw_dir, (0, 1, 2, 3))
+        summary = json.loads((out / name / "evaluation" / "summary.json").read_text())
+        assert_structures_scored(summary, ("LV", "myocardium", "left_atrium"), dense=True)
+
+
+@pytest.mark.nnunet
+def test_metaimage_release_end_to_end(nnunet_env, tmp_path):
+    """The original release (no split files, no every-frame labels): seeded split, 3D training on crops,
+    nnUNetv2_predict and `unilvseg evaluate` per structure with HD95 in mm."""
+    from conftest import run_cmd
+
+    root = synthesize_camus(tmp_path / "camus", n_patients=4, fmt="mhd", **E2E)
+    run_cmd(["unilvseg", "convert", "camus", str(root), "-d", "963", "-n", "CamusMhd"], env=nnunet_env)
+    raw_dir = Path(nnunet_env["nnUNet_raw"]) / "Dataset963_CamusMhd"
+    plan_video_configurations(nnunet_env, 963)
+    cfg = "3d_temporal_f8t1_unet_s"
+    run_cmd(["nnUNetv2_train", "963", cfg, "0", "-tr", "SparseTemporalTrainer_smoke", "-device", "cpu"], env=nnunet_env)
+    pred = tmp_path / "pred"
+    run_cmd(["nnUNetv2_predict", "-i", str(raw_dir / "imagesTs"), "-o", str(pred), "-d", "963", "-c", cfg,
+             "-tr", "SparseTemporalTrainer_smoke", "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1",
+             "-nps", "1"],
+            env=nnunet_env)
+    assert_predictions(pred, raw_dir, (0, 1, 2, 3))
+    run_cmd(["unilvseg", "evaluate", "-p", str(pred), "-d", "963", "-o", str(tmp_path / "eval"), "--n-boot", "50"],
+            env=nnunet_env)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert_structures_scored(summary, ("LV", "myocardium", "left_atrium"), dense=False)
