@@ -40,7 +40,8 @@ def test_run_measured_sees_peak_memory_and_marker(tmp_path):
         import common
     finally:
         sys.path.remove(str(BENCH))
-    code = "import time; print('start', flush=True); b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.6); print('MARK')"
+    code = ("import time; print('start', flush=True); b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+            "time.sleep(0.6); print('MARK')")
     r = common.run_measured([sys.executable, "-c", code], {}, tmp_path / "log.txt", marker="MARK", sample_s=0.05)
     assert r["max_rss_mb"] >= 300  # the child's own peak, not the (larger or smaller) parent's
     assert r["max_rss_mb"] < 300 + 200

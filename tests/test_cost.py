@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import DATASET_ID, run_cmd
 from torch import nn
 
-from conftest import DATASET_ID, run_cmd
 from unilvseg_nnunet.evaluation.cost import PAPER, count, encoder_costs, encoder_table, network_cost
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unilvseg_nnunet import workspace
-from unilvseg_nnunet.training.trainers.schedules import BUDGET_ENV
 from unilvseg_nnunet.evaluation.compare import folder_names
+from unilvseg_nnunet.training.trainers.schedules import BUDGET_ENV
 
 DATASET_ID = 900
 DEFAULT_BUDGET_S = 25.0  # seconds of training per model: five trainings fit the demo in minutes
@@ -145,8 +145,8 @@ def contour_montage(raw: Path, compare_dir: Path, labels: list[str], case: str, 
     import numpy as np
 
     from unilvseg_nnunet.data.dataset import file_ending, read_case_metadata
-    from unilvseg_nnunet.files import atomic_path, read_volume
     from unilvseg_nnunet.evaluation.overlay import overlay_frames
+    from unilvseg_nnunet.files import atomic_path, read_volume
 
     meta = read_case_metadata(raw, case)
     ending = file_ending(raw)
@@ -162,7 +162,8 @@ def contour_montage(raw: Path, compare_dir: Path, labels: list[str], case: str, 
         row = overlay_frames(frames[columns], mask[columns], scale=2, ed=[columns.index(ed)], es=[columns.index(es)])
         strip = np.concatenate(list(row), axis=1)
         band = np.zeros((18, strip.shape[1], 3), np.uint8)
-        cv2.putText(band, f"{title}: frames {', '.join(map(str, columns))}", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(band, f"{title}: frames {', '.join(map(str, columns))}", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (255, 255, 255), 1, cv2.LINE_AA)
         tiles += [band, strip]
     with atomic_path(path) as tmp:
         cv2.imwrite(str(tmp), np.concatenate(tiles, axis=0))

@@ -42,7 +42,8 @@ HELPS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unilvseg",
-        description="UniLVSeg for nnU-Net v2: our commands beside nnU-Net's own (nnUNetv2_plan_and_preprocess, nnUNetv2_train, nnUNetv2_predict).",
+        description="UniLVSeg for nnU-Net v2: our commands beside nnU-Net's own "
+                    "(nnUNetv2_plan_and_preprocess, nnUNetv2_train, nnUNetv2_predict).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

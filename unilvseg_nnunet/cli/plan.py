@@ -3,9 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unilvseg_nnunet.planning.temporal import (ARCHS, DEFAULT_FRAMES, DEFAULT_PERIOD, add_configuration,
-                                               configuration_name, load_dataset_plans, temporal_configuration)
 from unilvseg_nnunet.planning.superimage import SI_FRAMES, SI_PERIOD
+from unilvseg_nnunet.planning.temporal import (
+    ARCHS,
+    DEFAULT_FRAMES,
+    DEFAULT_PERIOD,
+    add_configuration,
+    configuration_name,
+    load_dataset_plans,
+    temporal_configuration,
+)
 from unilvseg_nnunet.training.encoders import ENCODERS
 
 
@@ -15,7 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--period", type=int, help=f"sampling period T (default {DEFAULT_PERIOD}; {SI_PERIOD} with --super-image)")
     parser.add_argument("--arch", choices=ARCHS, default="unet",
                         help="temporal network: nnU-Net's planned U-Net or the paper's 3D U-Net-S (residual units, PReLU)")
-    parser.add_argument("--super-image", action="store_true", help="plan a super-image configuration instead (frames tiled into one 2D image)")
+    parser.add_argument("--super-image", action="store_true",
+                        help="plan a super-image configuration instead (frames tiled into one 2D image)")
     parser.add_argument("--encoder", default="unet", choices=("unet", *ENCODERS),
                         help="super-image encoder (default: nnU-Net's planned 2D U-Net)")
     parser.add_argument("--encoder-weights", type=Path, help="local weights file for the super-image encoder (never downloaded)")

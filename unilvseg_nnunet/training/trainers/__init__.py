@@ -5,13 +5,7 @@ Every nnUNetTrainer subclass defined in the modules below is exported.
 """
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer as _nnUNetTrainer
 
-from unilvseg_nnunet.training.trainers import pretraining
-
-from unilvseg_nnunet.training.trainers import schedules
-
-from unilvseg_nnunet.training.trainers import sparse_temporal
-
-from unilvseg_nnunet.training.trainers import superimage
+from unilvseg_nnunet.training.trainers import pretraining, schedules, sparse_temporal, superimage
 
 _trainers = {name: obj for module in (schedules, sparse_temporal, pretraining, superimage)
              for name, obj in vars(module).items()
