@@ -1,4 +1,5 @@
-"""Super-image layout and video wrapper: exact tiling, sub-clip independence, planning with nnU-Net's planner."""
+"""Super-image layout and video wrapper: exact tiling, clips at the sampling period, neighbouring frames treated
+alike (equal frames give equal outputs, outputs shift with the video), planning with nnU-Net's planner."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
 from unilvseg_nnunet.planning.superimage import configuration_name, superimage_configuration
-from unilvseg_nnunet.training.superimage import SuperImageNet, grid_side, merge_subclips, split_subclips, tile, untile
+from unilvseg_nnunet.training.superimage import SuperImageNet, clip_indices, grid_side, tile, untile
 
 
 def tiny_unet_kwargs(n_stages: int = 3) -> dict:
@@ -48,11 +49,27 @@ def test_non_square_frame_counts_are_rejected():
         SuperImageNet(1, 2, frames=8, **tiny_unet_kwargs())
 
 
-def test_subclips_interleave_with_the_period():
-    x = torch.arange(12, dtype=torch.float32).reshape(1, 1, 12, 1, 1)
-    clips = split_subclips(x, frames=4)  # 3 sub-clips of 4 frames
-    assert clips[:, 0, :, 0, 0].tolist() == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
-    assert torch.equal(merge_subclips(clips, batch=1), x)
+def test_window_clips_at_the_period():
+    """One clip per start frame; a window of F*T frames holds the T interleaved sub-clips, each frame once."""
+    assert clip_indices(12, frames=4, period=3).tolist() == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]]
+    index = clip_indices(16, frames=4, period=2)
+    assert index.shape == (10, 4) and index[-1].tolist() == [9, 11, 13, 15]
+    assert torch.bincount(index.flatten()).tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 4, 4, 3, 3, 2, 2, 1, 1]
+
+
+def test_window_output_is_the_mean_over_the_clips_holding_each_frame():
+    """Against a direct computation, with the clips split over several passes and two videos in the batch."""
+    frames, period, window = 4, 2, 16
+    net = _net(frames, period)
+    net.clips_per_pass = 6
+    x = torch.randn(2, 1, window, 8, 8)
+    index = clip_indices(window, frames, period)
+    with torch.no_grad():
+        out = net(x)
+        clips = [net(x[:, :, rows]) for rows in index]  # one clip of F frames each
+    expected = torch.stack([torch.stack([clips[u][:, :, k] for u, k in (index == t).nonzero().tolist()]).mean(0)
+                            for t in range(window)], 2)
+    torch.testing.assert_close(out, expected)
 
 
 def _net(frames=4, period=2, **kw):
@@ -100,9 +117,25 @@ def test_f_frames_run_a_single_super_image_and_match_the_window():
     torch.testing.assert_close(clip, window[:, :, 1::period])
 
 
+def test_neighbouring_frames_are_predicted_alike():
+    """In a window of 2*F*T frames, every frame of the centre is predicted at every grid position: a video of
+    equal frames gives equal outputs there, and shifting the video by one frame shifts the outputs."""
+    frames, period, window = 4, 2, 16
+    net = _net(frames, period)
+    full = [t for t in range(window) if torch.bincount(clip_indices(window, frames, period).flatten())[t] == frames]
+    assert full == [6, 7, 8, 9]
+    with torch.no_grad():
+        same = net(torch.randn(1, 1, 1, 8, 8).expand(1, 1, window, 8, 8))
+        torch.testing.assert_close(same[:, :, full], same[:, :, full[:1]].expand(-1, -1, len(full), -1, -1))
+        assert (same[:, :, 0] - same[:, :, 6]).abs().max() > 1e-4  # not a constant network: grid positions differ
+        video = torch.randn(1, 1, window + 1, 8, 8)
+        now, later = net(video[:, :, :window]), net(video[:, :, 1:])
+    torch.testing.assert_close(later[:, :, full[0]:full[-1]], now[:, :, full[1]:full[-1] + 1])
+
+
 def test_bad_inputs_and_deep_supervision_get_clear_errors():
     net = _net(4, 2)
-    with pytest.raises(ValueError, match="multiple of 4"):
+    with pytest.raises(ValueError, match=r"D = 4 \(one clip\) or D >= 8"):
         net(torch.zeros(1, 1, 6, 8, 8))
     with pytest.raises(ValueError, match="no deep supervision"):
         SuperImageNet(1, 2, frames=4, deep_supervision=True, **tiny_unet_kwargs())
@@ -139,8 +172,9 @@ def test_planning_uses_nnunet_2d_planner_on_super_image_size(preprocessed_datase
     name, cfg = superimage_configuration(plans, fingerprint, frames=16, period=5)
     assert name == "si_f16t5" and cfg["inherits_from"] == "3d_fullres"
     frame = plans["configurations"]["3d_fullres"]["patch_size"][1:]
-    assert cfg["patch_size"] == [80, *frame]
-    assert cfg["unilvseg"]["frames"] == 16 and cfg["unilvseg"]["period"] == 5 and cfg["unilvseg"]["layout"] == "superimage"
+    assert cfg["patch_size"] == [160, *frame]  # inference window 2*F*T
+    settings = {k: cfg["unilvseg"][k] for k in ("frames", "period", "layout")}
+    assert settings == {"frames": 16, "period": 5, "layout": "superimage"}
     si = [4 * s for s in frame]
     assert cfg["unilvseg"]["super_image_size"] == si
 

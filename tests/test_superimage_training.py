@@ -27,7 +27,7 @@ def test_plan_adds_super_image_configuration(si_configuration, preprocessed_data
     plans = json.loads((preprocessed_dataset / "nnUNetPlans.json").read_text())
     cfg = plans["configurations"][si_configuration]
     frame = plans["configurations"]["3d_fullres"]["patch_size"][1:]
-    assert cfg["inherits_from"] == "3d_fullres" and cfg["patch_size"] == [8, *frame]
+    assert cfg["inherits_from"] == "3d_fullres" and cfg["patch_size"] == [16, *frame]  # inference window 2*F*T
     assert cfg["architecture"]["network_class_name"] == "unilvseg_nnunet.training.superimage.SuperImageNet"
     assert {k: cfg["unilvseg"][k] for k in ("frames", "period", "encoder", "layout")} == \
         {"frames": 4, "period": 2, "encoder": "unet", "layout": "superimage"}
@@ -61,7 +61,7 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
         assert set(np.unique(seg)) <= {0, 1}
 
     cost = run_cmd(["unilvseg", "cost", "-m", str(model)], env=env)
-    assert f"| {model.name} | 8x" in cost
+    assert f"| {model.name} | 16x" in cost
 
 
 def test_both_trainers_start_from_local_encoder_weights(preprocessed_dataset, nnunet_env, tmp_path, monkeypatch):

@@ -19,21 +19,30 @@ def configuration_name(frames: int, period: int, encoder: str = "unet") -> str:
     return f"si_f{frames}t{period}" + ("" if encoder == "unet" else f"_{encoder}")
 
 
+def inference_window(frames: int, period: int) -> int:
+    """Frames of the window nnU-Net hands the SI network at inference: 2*F*T, so that the frames at the
+    window's centre, where nnU-Net's Gaussian weights lie, are each predicted at all F grid positions
+    (see :class:`~unilvseg_nnunet.training.superimage.SuperImageNet`); F*T would give every frame one
+    clip, neighbouring frames different ones. It costs about one super image per frame."""
+    return 2 * frames * period
+
+
 def superimage_configuration(plans: dict, fingerprint: dict | None = None, base: str = "3d_fullres", frames: int = SI_FRAMES,
                              period: int = SI_PERIOD, encoder: str = "unet", encoder_weights: str | None = None,
                              gpu_memory_gb: float | None = None, planner=None) -> tuple[str, dict]:
     """Plan a super-image configuration for ``plans`` (the dict of nnUNetPlans.json); returns (name, config).
 
     The config ``"inherits_from": base`` (its preprocessed 3D data is reused), has patch
-    (F*T, H, W) with (H, W) the median frame size, and a ``"unilvseg"`` key read by our
-    trainers. The 2D U-Net topology (or, for another encoder, just the batch size) comes from
-    the dataset's own nnU-Net planner (the class recorded in the plans, e.g. ExperimentPlanner or
-    a ResEnc planner) planning a 2D configuration of median size sqrt(F)*H x sqrt(F)*W. Where the
-    planner's VRAM rule shrinks that 2D patch (frames larger than it, such as CAMUS's), the frame
-    patch becomes the 2D patch / sqrt(F) per axis: training crops frames to it and prediction slides
-    over whole frames, as nnU-Net does with any patch. ``planner``: an already constructed
-    planner (default: the plans' planner class for ``plans["dataset_name"]``, which needs
-    nnUNet_raw/nnUNet_preprocessed); ``fingerprint`` replaces the planner's dataset fingerprint.
+    (:func:`inference_window` frames, H, W) with (H, W) the median frame size (training clips keep F
+    frames), and a ``"unilvseg"`` key read by our trainers. The 2D U-Net topology (or, for another
+    encoder, just the batch size) comes from the dataset's own nnU-Net planner (the class recorded
+    in the plans, e.g. ExperimentPlanner or a ResEnc planner) planning a 2D configuration of median
+    size sqrt(F)*H x sqrt(F)*W. Where the planner's VRAM rule shrinks that 2D patch (frames larger
+    than it, such as CAMUS's), the frame patch becomes the 2D patch / sqrt(F) per axis: training
+    crops frames to it and prediction slides over whole frames, as nnU-Net does with any patch.
+    ``planner``: an already constructed planner (default: the plans' planner class for
+    ``plans["dataset_name"]``, which needs nnUNet_raw/nnUNet_preprocessed); ``fingerprint`` replaces
+    the planner's dataset fingerprint.
     ``encoder_weights``: optional local ImageNet checkpoint the SI trainer loads into the encoder.
     ``gpu_memory_gb``: the planner's VRAM target (default: the planner's own, 8 GB for nnU-Net's).
     """
@@ -82,7 +91,7 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
         requires_import = []
     config = {
         "inherits_from": base,
-        "patch_size": [frames * period, h, w],
+        "patch_size": [inference_window(frames, period), h, w],
         "batch_size": int(plan_2d["batch_size"]),
         "batch_dice": True,  # as nnU-Net's own 2d configuration
         "architecture": {"network_class_name": NETWORK_CLASS, "arch_kwargs": arch_kwargs,

@@ -2,11 +2,15 @@
 
 :class:`SuperImageNet` is a 5D-in/5D-out network that nnU-Net builds from the plans like any
 other (``pydoc.locate`` of ``network_class_name`` with ``input_channels``, ``num_classes`` and
-the ``arch_kwargs``), so ``nnUNetv2_train``/``nnUNetv2_predict`` work unchanged on a
-configuration whose patch is (F*T, H, W): the clip is split into T interleaved sub-clips (frames
-t, t+T, ...), each is tiled into a super image, segmented by the 2D network, untiled and the
-sub-clips re-interleaved. Given exactly F frames (a training clip drawn at stride T) it runs a
-single super image, so training costs what the paper's does.
+the ``arch_kwargs``), so ``nnUNetv2_train``/``nnUNetv2_predict`` work unchanged. Given exactly F
+frames (a training clip drawn at stride T) it runs a single super image, so training costs what
+the paper's does. Given a window of D >= F*T consecutive frames (inference) it segments every
+clip of F frames at stride T that fits in the window (one per start frame) and averages, for
+each frame, the outputs of all clips that hold it. Neighbouring frames are thus treated alike:
+with one clip per sub-clip phase (D = F*T) frames t and t+1 came from different super images,
+at different grid positions, and the area curve jittered at fps/T; in a window of 2*F*T frames
+(the planned default) every frame of the window's centre is predicted at all F grid positions,
+and the output is the same function of the video at every such frame (shifted in time).
 
 :func:`superimage_configuration` adds such a configuration to a dataset's plans; the 2D network
 (nnU-Net's U-Net by default, or an encoder of :mod:`unilvseg_nnunet.training.encoders`) and the batch size
@@ -50,18 +54,11 @@ def untile(y: torch.Tensor, frames: int) -> torch.Tensor:
     return y.reshape(b, c, g, h, g, w).permute(0, 1, 2, 4, 3, 5).reshape(b, c, frames, h, w)
 
 
-def split_subclips(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """(B, C, S*F, H, W) -> (B*S, C, F, H, W): sub-clip s holds frames s, s+S, s+2S, ... (S = D // F)."""
-    b, c, d, h, w = x.shape
-    s = d // frames
-    return x.reshape(b, c, frames, s, h, w).permute(0, 3, 1, 2, 4, 5).reshape(b * s, c, frames, h, w)
-
-
-def merge_subclips(y: torch.Tensor, batch: int) -> torch.Tensor:
-    """Inverse of :func:`split_subclips`: (B*S, K, F, H, W) -> (B, K, S*F, H, W)."""
-    bs, k, f, h, w = y.shape
-    s = bs // batch
-    return y.reshape(batch, s, k, f, h, w).permute(0, 2, 3, 1, 4, 5).reshape(batch, k, f * s, h, w)
+def clip_indices(window: int, frames: int, period: int) -> torch.Tensor:
+    """(U, F) frame indices of every clip of ``frames`` frames at stride ``period`` inside ``window`` frames
+    (one clip per start frame); every frame is in at least one clip when ``window >= frames * period``."""
+    span = (frames - 1) * period + 1
+    return torch.arange(max(window - span + 1, 0))[:, None] + period * torch.arange(frames)[None]
 
 
 def build_2d_network(input_channels: int, num_classes: int, encoder: str, **kwargs) -> nn.Module:
@@ -92,16 +89,18 @@ def _divisor(net: nn.Module) -> tuple[int, int]:
 
 
 class SuperImageNet(nn.Module):
-    """Video wrapper: (B, C, D, H, W) -> (B, K, D, H, W) with D a multiple of ``frames``.
+    """Video wrapper: (B, C, D, H, W) -> (B, K, D, H, W) with D = F (one clip, training) or D >= F*T (a window).
 
-    The D // frames interleaved sub-clips are segmented as super images in one batch of the 2D
-    network ``self.net``; each output frame depends only on the frames of its own sub-clip (in
-    eval mode). Super images are zero-padded at the bottom/right to the network's total stride
-    and cropped back. ``period`` (T) is the configuration's sampling period: a patch of F*T frames
-    gives T sub-clips. Deep supervision is not supported (there is no per-frame low-resolution
-    output for every level); nnU-Net's switch ``network.decoder.deep_supervision`` reaches the 2D
-    network's decoder and must stay False.
+    For a window, every clip of F frames at stride T (``period``) inside it is segmented as a super
+    image by the 2D network ``self.net`` (in passes of at most ``clips_per_pass`` super images) and
+    each frame's output is the mean over the clips that hold it (see the module docstring). Super
+    images are zero-padded at the bottom/right to the network's total stride and cropped back.
+    Deep supervision is not supported (there is no per-frame low-resolution output for every
+    level); nnU-Net's switch ``network.decoder.deep_supervision`` reaches the 2D network's decoder
+    and must stay False.
     """
+
+    clips_per_pass = 16  # bounds memory at inference; outputs do not depend on it
 
     def __init__(self, input_channels: int, num_classes: int, frames: int, period: int = 1, encoder: str = "unet",
                  deep_supervision: bool = False, **net_kwargs):
@@ -122,16 +121,33 @@ class SuperImageNet(nn.Module):
     def extra_repr(self) -> str:
         return f"frames={self.frames}, period={self.period}, encoder={self.encoder_name!r}"
 
+    def segment_clips(self, clips: torch.Tensor) -> torch.Tensor:
+        """(N, C, F, H, W) clips -> (N, K, F, H, W), each clip one super image of the 2D network."""
+        h, w = clips.shape[3:]
+        g = grid_side(self.frames)
+        images = tile(clips)
+        pad_h, pad_w = (-images.shape[2]) % self.divisor[0], (-images.shape[3]) % self.divisor[1]
+        out = self.net(F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images)
+        return untile(out[:, :, :g * h, :g * w], self.frames)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 5 or x.shape[2] % self.frames:
-            raise ValueError(f"SuperImageNet(frames={self.frames}) needs input (B, C, D, H, W) with D a multiple of "
-                             f"{self.frames} (e.g. F*T = {self.frames * self.period}), got {tuple(x.shape)}")
+        window = x.shape[2] if x.ndim == 5 else 0
+        if x.ndim != 5 or (window != self.frames and window < self.frames * self.period):
+            raise ValueError(f"SuperImageNet(frames={self.frames}, period={self.period}) needs input (B, C, D, H, W) "
+                             f"with D = {self.frames} (one clip) or D >= {self.frames * self.period} (a window), "
+                             f"got {tuple(x.shape)}")
         if getattr(self.net.decoder, "deep_supervision", False):
             raise RuntimeError("deep supervision was switched on for a super-image network; use a trainer with "
                                "enable_deep_supervision = False (e.g. SuperImageTrainer)")
-        batch, h, w = x.shape[0], x.shape[3], x.shape[4]
-        g = grid_side(self.frames)
-        images = tile(split_subclips(x, self.frames))
-        pad_h, pad_w = (-images.shape[2]) % self.divisor[0], (-images.shape[3]) % self.divisor[1]
-        out = self.net(F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images)
-        return merge_subclips(untile(out[:, :, :g * h, :g * w], self.frames), batch)
+        if window == self.frames:
+            return self.segment_clips(x)
+        batch = x.shape[0]
+        index = clip_indices(window, self.frames, self.period).to(x.device)
+        out = None
+        for rows in index.split(max(1, self.clips_per_pass // batch)):
+            y = self.segment_clips(x[:, :, rows].transpose(1, 2).flatten(0, 1))  # (B*U, K, F, H, W), clips b-major
+            y = y.unflatten(0, (batch, -1)).transpose(1, 2).flatten(2, 3)  # (B, K, U*F, H, W), frames as in rows
+            if out is None:
+                out = y.new_zeros((batch, y.shape[1], window, *y.shape[3:]))
+            out.index_add_(2, rows.flatten(), y)
+        return out / torch.bincount(index.flatten(), minlength=window).to(out.dtype).view(1, 1, -1, 1, 1)
