@@ -1,22 +1,26 @@
 #!/usr/bin/env python
-"""Inference speed and memory: nnUNetv2_predict on whole videos, 3D temporal vs super image vs stock 2d.
+"""Inference speed: stock nnU-Net 2d against our 3D configurations and the super image, through both paths.
 
-Models: stock ``nnUNetTrainer`` on ``2d``, ``SparseTemporalTrainer`` on ``3d_temporal`` and
-``3d_temporal_unet_s`` (F=32, T=1; nnU-Net's planned U-Net and the paper's 3D U-Net-S) and
-``SuperImageTrainer`` on ``si_f16t5``, each trained for two iterations in this process (speed
-does not depend on the weights) and saved as ``fold_0/checkpoint_final.pth``. The same phantom
-videos of realistic length (EchoNet-Dynamic: ~180 frames of 112x112) are then predicted by the
-real command, the models taking turns for ``--rounds`` rounds (the best round of each counts):
+Models, each trained for two iterations in this process (speed does not depend on the weights) and saved as
+``fold_0/checkpoint_final.pth``: stock ``nnUNetTrainer`` on ``2d``; ``SparseTemporalTrainer`` on
+``3d_temporal_unet_s`` (the paper's 3D U-Net-S, the 3D configuration the README recommends first) and on
+``3d_temporal`` (nnU-Net's planned U-Net); ``SuperImageTrainer`` on ``si_f16t5``.
 
-    nnUNetv2_predict -i VIDEOS -o OUT -d 950 -c CONFIG -tr TRAINER -f 0 -device cpu --disable_tta -npp 1 -nps 1
+Workloads: 1, 10 and 100 phantom videos of ``--frames`` frames (EchoNet-Dynamic: ~180 frames of 112x112),
+and one video of ``--long-frames`` frames. Paths, the same videos as nnU-Net images and as AVI files:
 
-Figures per model: frames/s end to end (wall time of the command, start-up included) and steady
-(from the first "Predicting" line to the end, i.e. without interpreter start and model loading);
-peak resident memory of the largest process (ru_maxrss) and of the whole process tree (sum of PSS,
-sampled). Then one video of 1,000 frames: memory growth against the ~180-frame run, in units of
-the extra frames' float32 array (what nnU-Net must at least hold: the preprocessed video).
+    predict:  nnUNetv2_predict -i IMAGES -o OUT -d 950 -c CONFIG -tr TRAINER -f 0 -device D --disable_tta -npp P -nps P
+    video:    unilvseg predict-video AVIS -m MODEL_FOLDER -o OUT -f 0 -device D
 
-    python bench/bench_inference.py [--small] [--videos 1] [--frames 180] [--rounds 2] [--long-frames 1000] [--device cpu]
+On every workload and path the models take turns (``--rounds`` rounds, the best counts), so that load changes
+on a shared machine hit all of them. Figures per run: frames/s end to end (frames / wall time of the command,
+interpreter start and model loading included); steady frames/s (from the first video finished to the last:
+the rate an archive is segmented at); start-up = wall time - frames / steady rate (interpreter, imports,
+model loading, first-call costs and the final writes; steady rate from the same model and path on its
+largest workload of several videos); peak memory of the largest process and of the process tree.
+
+    python bench/bench_inference.py [--small] [--counts 1,10,100] [--frames 180] [--long-frames 1000]
+                                    [--paths predict,video] [--models 2d,...] [--rounds 1] [--device cpu] [--procs 1]
 """
 from __future__ import annotations
 
@@ -28,14 +32,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-FRAME_BYTES = 112 * 112 * 4  # one float32 frame of one channel
+MODELS = [("nnUNetTrainer", "2d"), ("SparseTemporalTrainer", "3d_temporal_unet_s"),
+          ("SparseTemporalTrainer", "3d_temporal"), ("SuperImageTrainer", "si_f16t5")]
+SMALL_MODELS = [("nnUNetTrainer", "2d"), ("SparseTemporalTrainer", "3d_temporal_f8t1_unet_s"),
+                ("SuperImageTrainer", "si_f4t1")]
+DEFAULT_3D = {False: "3d_temporal_unet_s", True: "3d_temporal_f8t1_unet_s"}  # the README's first 3D configuration
+MARKERS = {"predict": "done with ", "video": " frames @ "}  # one line per finished video
 
 
-def make_model(trainer: str, configuration: str, plans: dict, dataset_json: dict, device: str, iterations: int = 2) -> Path:
+def model_folder(trainer: str, configuration: str) -> Path:
+    return Path(os.environ["nnUNet_results"]) / common.DATASET_NAME / f"{trainer}__nnUNetPlans__{configuration}"
+
+
+def make_model(trainer: str, configuration: str, plans: dict, dataset_json: dict, device: str,
+               iterations: int = 2) -> Path:
     """Model folder of ``trainer`` on ``configuration`` after ``iterations`` training steps (cached)."""
     from bench_training import Run
 
-    folder = Path(os.environ["nnUNet_results"]) / common.DATASET_NAME / f"{trainer}__nnUNetPlans__{configuration}"
+    folder = model_folder(trainer, configuration)
     checkpoint = folder / "fold_0" / "checkpoint_final.pth"
     if not checkpoint.is_file():
         run = Run(trainer, plans, configuration, dataset_json, device=device)
@@ -46,127 +60,149 @@ def make_model(trainer: str, configuration: str, plans: dict, dataset_json: dict
     return folder
 
 
-def write_videos(folder: Path, count: int, frames: int, seed: int) -> int:
-    """``count`` phantom videos of ``frames`` frames as nnU-Net input images (cached); returns total frames."""
-    from unilvseg_nnunet.files import write_volume
+def write_videos(folder: Path, count: int, frames: int, seed: int) -> Path:
+    """``count`` phantom videos of ``frames`` frames, as nnU-Net images (``folder/images``) and as MJPG AVIs
+    (``folder/avi``), cached; returns ``folder``."""
     from unilvseg_nnunet.data.phantom import synthesize_video
+    from unilvseg_nnunet.files import write_video, write_volume
 
-    names = [folder / f"video{i:03d}_0000.mha" for i in range(count)]
-    if not all(n.is_file() for n in names):
+    images, avis = folder / "images", folder / "avi"
+    if len(list(images.glob("*_0000.mha"))) != count or len(list(avis.glob("*.avi"))) != count:
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        for i, name in enumerate(names):
-            write_volume(name, synthesize_video(seed + i, n_frames=frames).frames)
-    return count * frames
+        for i in range(count):
+            video = synthesize_video(seed + i, n_frames=frames).frames
+            write_volume(images / f"video{i:03d}_0000.mha", video)
+            write_video(avis / f"video{i:03d}.avi", video, 50.0)
+    return folder
 
 
-def predict(workdir: Path, env: dict, trainer: str, configuration: str, videos: Path, tag: str, device: str) -> dict:
-    out = workdir / "predictions" / f"{configuration}_{tag}"
+def command(path: str, trainer: str, configuration: str, videos: Path, out: Path, device: str, procs: int) -> list[str]:
+    if path == "predict":
+        return ["nnUNetv2_predict", "-i", str(videos / "images"), "-o", str(out), "-d", str(common.DATASET_ID),
+                "-c", configuration, "-tr", trainer, "-f", "0", "-device", device, "--disable_tta",
+                "-npp", str(procs), "-nps", str(procs)]
+    return ["unilvseg", "predict-video", str(videos / "avi"), "-m", str(model_folder(trainer, configuration)),
+            "-o", str(out), "-f", "0", "-device", device]
+
+
+def measure(workdir: Path, env: dict, path: str, trainer: str, configuration: str, videos: Path, n_videos: int,
+            frames: int, device: str, procs: int, tag: str) -> dict:
+    """One timed run of a path on a workload; the prediction folder is removed first (nothing is resumed)."""
+    out = workdir / "predictions" / f"{path}_{configuration}_{tag}"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = ["nnUNetv2_predict", "-i", str(videos), "-o", str(out), "-d", str(common.DATASET_ID), "-c", configuration,
-           "-tr", trainer, "-f", "0", "-device", device, "--disable_tta", "-npp", "1", "-nps", "1"]
-    result = common.run_measured(cmd, env, workdir / "logs" / f"predict_{configuration}_{tag}.log", marker="Predicting")
-    if len(list(out.glob("*.mha"))) != len(list(videos.glob("*_0000.mha"))):
-        raise RuntimeError(f"{out}: not every video was predicted")
-    return result
+    r = common.run_measured(command(path, trainer, configuration, videos, out, device, procs), env,
+                            workdir / "logs" / f"{path}_{configuration}_{tag}.log", marker=MARKERS[path])
+    if len(list(out.glob("*.mha"))) != n_videos:
+        raise RuntimeError(f"{out}: {len(list(out.glob('*.mha')))} of {n_videos} videos predicted")
+    marks = r["marker_times"]
+    steady = (frames * (len(marks) - 1) / (marks[-1] - marks[0]) if len(marks) >= 2 and marks[-1] > marks[0] else None)
+    return {"wall_s": r["wall_s"], "fps_end_to_end": frames * n_videos / r["wall_s"], "fps_steady": steady,
+            "max_rss_mb": r["max_rss_mb"], "tree_memory_peak_mb": r["tree_memory_peak_mb"]}
+
+
+def summarise(rows: list[dict], default_3d: str) -> dict:
+    """Start-up per run, ratios to stock 2d per path and workload, and the goal check for the default 3D model."""
+    steady = {}
+    for r in rows:  # the steady rate of the largest workload of several videos, per model and path
+        key = (r["configuration"], r["path"])
+        if r.get("fps_steady") and r["videos"] >= steady.get(key, (0, None))[0]:
+            steady[key] = (r["videos"], r["fps_steady"])
+    for r in rows:
+        rate = steady.get((r["configuration"], r["path"]), (0, None))[1]
+        if "wall_s" in r and rate:
+            r["startup_s"] = r["wall_s"] - r["videos"] * r["frames_per_video"] / rate
+    ratios = {}
+    for r in rows:
+        stock = next((s for s in rows if s["configuration"] == "2d" and s["path"] == r["path"]
+                      and s["workload"] == r["workload"] and "wall_s" in s), None)
+        if stock and "wall_s" in r and r["configuration"] != "2d":
+            entry = {"end_to_end": r["fps_end_to_end"] / stock["fps_end_to_end"]}
+            if r.get("fps_steady") and stock.get("fps_steady"):
+                entry["steady"] = r["fps_steady"] / stock["fps_steady"]
+            ratios.setdefault(r["configuration"], {}).setdefault(r["path"], {})[r["workload"]] = entry
+    goal = {p: {w: v["end_to_end"] >= 2 for w, v in by_w.items()} for p, by_w in ratios.get(default_3d, {}).items()}
+    return {"default_3d": default_3d, "ratios_to_stock_2d": ratios, "goal_3d_2x_end_to_end": goal,
+            "steady_fps": {f"{c} {p}": v for (c, p), (_, v) in steady.items()}}
 
 
 def main(argv=None) -> int:
     p = common.parser(__doc__)
-    p.add_argument("--videos", type=int, help="videos of --frames frames for the speed figure (default 1)")
-    p.add_argument("--rounds", type=int, default=2, help="speed runs per model, models taking turns; the best counts (default 2)")
+    p.add_argument("--counts", help="comma-separated numbers of videos (default 1,10,100; --small: 1,3)")
     p.add_argument("--frames", type=int, help="frames per video (default 180; --small: 40)")
-    p.add_argument("--long-frames", type=int, help="frames of the memory-growth video (default 1000; --small: 120); 0 skips it")
-    p.add_argument("--long-models", default="all", help="comma-separated configurations for the long video (default all)")
+    p.add_argument("--long-frames", type=int,
+                   help="frames of the single long video (default 1000; --small: 120); 0 skips it")
+    p.add_argument("--paths", default="predict,video",
+                   help="comma-separated: predict (nnUNetv2_predict), video (predict-video)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="runs per model on each workload, models taking turns; the best counts")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--procs", type=int, default=1, help="nnUNetv2_predict -npp/-nps (default 1 on this 2-core machine)")
+    p.add_argument("--models", help="comma-separated configurations to measure (default: all of the size's models)")
     args = p.parse_args(argv)
     env = common.use_env(args.workdir)
     small = args.small
-    models = ([("nnUNetTrainer", "2d"), ("SparseTemporalTrainer", "3d_temporal_f8t1_unet_s"), ("SuperImageTrainer", "si_f4t1")] if small
-              else [("nnUNetTrainer", "2d"), ("SparseTemporalTrainer", "3d_temporal"), ("SparseTemporalTrainer", "3d_temporal_unet_s"),
-                    ("SuperImageTrainer", "si_f16t5")])
+    models = [(t, c) for t, c in (SMALL_MODELS if small else MODELS) if not args.models or c in args.models.split(",")]
     common.prepare_dataset(args.workdir, small, [c for _, c in models])
     plans, dataset_json = common.load_plans(args.workdir)
     os.environ["nnUNet_n_proc_DA"] = "0"  # the two training steps per model: no augmentation workers
-    n_videos = args.videos or 1
+    counts = [int(c) for c in (args.counts or ("1,3" if small else "1,10,100")).split(",")]
     frames = args.frames or (40 if small else 180)
     long_frames = (120 if small else 1000) if args.long_frames is None else args.long_frames
-    total = write_videos(args.workdir / "videos" / f"{n_videos}x{frames}", n_videos, frames, seed=100)
-    long_dir = args.workdir / "videos" / f"1x{long_frames}"
-    if long_frames:
-        write_videos(long_dir, 1, long_frames, seed=200)
-
-    speed_dir = args.workdir / "videos" / f"{n_videos}x{frames}"
-    rows = {c: {"trainer": t, "configuration": c} for t, c in models}
-
-    def fail(row: dict, what: str, e: Exception) -> None:
-        print(f"{row['trainer']} on {row['configuration']}: {what}: {type(e).__name__}: {e}", flush=True)
-        row["error"] = f"{what}: {type(e).__name__}: {e}"[:2000]
-
-    def save(complete: bool) -> tuple[Path, dict]:
-        """Write the results so far (a run cut short by a time limit keeps what it measured)."""
-        stock = rows["2d"]
-        ratios = {c: {"steady": r["fps_steady"] / stock["fps_steady"], "end_to_end": r["fps_end_to_end"] / stock["fps_end_to_end"]}
-                  for c, r in rows.items() if c != "2d" and "fps_steady" in r and "fps_steady" in stock}
-        path = common.write_result("inference" + ("_small" if small else ""),
-                                   {"device": args.device, "complete": complete, "rounds": args.rounds, "models": list(rows.values()),
-                                    "ratios_to_stock_2d": ratios}, args.out)
-        return path, ratios
-
+    workloads = [(f"{n}x{frames}", n, frames) for n in counts]
+    workloads += [(f"1x{long_frames}", 1, long_frames)] if long_frames else []
+    folders = {name: write_videos(args.workdir / "videos" / name, n, f, seed=100 if f == frames else 200)
+               for name, n, f in workloads}
+    paths = args.paths.split(",")
+    rows, broken = [], {}
     for trainer, configuration in models:
         try:
             make_model(trainer, configuration, plans, dataset_json, args.device)
         except Exception as e:  # noqa: BLE001 - one broken model must not hide the others
-            fail(rows[configuration], "could not build a model", e)
-    for rnd in range(args.rounds):  # models take turns, so that load changes on a shared machine hit all of them
-        for trainer, configuration in models:
-            row = rows[configuration]
-            if "error" in row:
-                continue
-            try:
-                r = predict(args.workdir, env, trainer, configuration, speed_dir, f"speed{rnd}", args.device)
-            except Exception as e:  # noqa: BLE001
-                fail(row, "prediction failed", e)
-                continue
-            runs = row.setdefault("runs", [])
-            runs.append({k: r[k] for k in ("wall_s", "marker_s", "max_rss_mb", "tree_memory_peak_mb")})
-            row.update(videos=n_videos, frames_per_video=frames,
-                       fps_steady=max(total / (x["wall_s"] - x["marker_s"]) for x in runs),
-                       fps_end_to_end=max(total / x["wall_s"] for x in runs),
-                       max_rss_mb=max(x["max_rss_mb"] for x in runs), tree_memory_peak_mb=max(x["tree_memory_peak_mb"] for x in runs))
-            print(f"round {rnd + 1}: {trainer} {configuration}: {total / r['wall_s']:.1f} frames/s end to end, "
-                  f"{total / (r['wall_s'] - r['marker_s']):.1f} steady, peak RSS {r['max_rss_mb']:.0f} MB "
-                  f"(process tree {r['tree_memory_peak_mb']:.0f} MB PSS)", flush=True)
-            save(False)
-    for trainer, configuration in models:
-        row = rows[configuration]
-        if not long_frames or "error" in row or not (args.long_models == "all" or configuration in args.long_models.split(",")):
-            continue
-        try:
-            lr = predict(args.workdir, env, trainer, configuration, long_dir, "long", args.device)
-        except Exception as e:  # noqa: BLE001
-            fail(row, f"prediction of the {long_frames}-frame video failed", e)
-            continue
-        extra_video_mb = (long_frames - frames) * FRAME_BYTES / 2**20
-        growth = lr["max_rss_mb"] - row["max_rss_mb"]
-        row["long"] = {"frames": long_frames, "wall_s": lr["wall_s"], "fps_end_to_end": long_frames / lr["wall_s"],
-                       "max_rss_mb": lr["max_rss_mb"], "tree_memory_peak_mb": lr["tree_memory_peak_mb"],
-                       "extra_frames_float32_mb": extra_video_mb, "growth_mb": growth, "growth_in_video_arrays": growth / extra_video_mb,
-                       "tree_growth_mb": lr["tree_memory_peak_mb"] - row["tree_memory_peak_mb"]}
-        print(f"{configuration}, {long_frames}-frame video: peak RSS {lr['max_rss_mb']:.0f} MB, {growth:+.0f} MB over {frames} frames "
-              f"= {growth / extra_video_mb:.1f}x the extra frames' float32 array ({extra_video_mb:.0f} MB)", flush=True)
-        save(False)
+            broken[configuration] = f"could not build a model: {type(e).__name__}: {e}"[:2000]
+            print(f"{trainer} on {configuration}: {broken[configuration]}", flush=True)
 
-    path, ratios = save(True)
-    stock = rows["2d"]
-    print(f"\nresults: {path}")
-    parts = [f"{c} {ratios[c]['steady']:.2f}x ({rows[c]['fps_steady']:.1f} frames/s)" for c in ratios]
-    if "fps_steady" in stock:
-        print(f"INFERENCE ({args.device}, nnUNetv2_predict --disable_tta, {n_videos} x {frames} frames, best of {args.rounds}): stock 2d "
-              f"{stock['fps_steady']:.1f} frames/s steady; vs stock 2d: " + "; ".join(parts) + " (goal 3D >= 2x)")
-    else:
-        print(f"INFERENCE ({args.device}): stock 2d failed: {stock.get('error')}")
-    return 0 if all("error" not in r for r in rows.values()) else 1
+    def save(complete: bool) -> Path:
+        """Write the results so far (a run cut short by a time limit keeps what it measured)."""
+        return common.write_result("inference" + ("_small" if small else ""),
+                                   {"device": args.device, "complete": complete, "rounds": args.rounds,
+                                    "procs": args.procs, "runs": rows, **summarise(rows, DEFAULT_3D[small]),
+                                    "models": [{"trainer": t, "configuration": c, "error": broken.get(c)}
+                                               for t, c in models]}, args.out)
+
+    for name, n, f in workloads:
+        for path in paths:
+            for rnd in range(args.rounds):
+                for trainer, configuration in models:
+                    if configuration in broken:
+                        continue
+                    key = (configuration, path, name)
+                    row = next((r for r in rows if (r["configuration"], r["path"], r["workload"]) == key), None)
+                    if row is None:
+                        row = {"trainer": trainer, "configuration": configuration, "path": path, "workload": name,
+                               "videos": n, "frames_per_video": f}
+                        rows.append(row)
+                    try:
+                        m = measure(args.workdir, env, path, trainer, configuration, folders[name], n, f, args.device,
+                                    args.procs, f"{name}_{rnd}")
+                    except Exception as e:  # noqa: BLE001
+                        row["error"] = f"{type(e).__name__}: {e}"[:2000]
+                        print(f"{path} {configuration} {name}: failed: {row['error'][:400]}", flush=True)
+                        continue
+                    if "wall_s" not in row or m["wall_s"] < row["wall_s"]:
+                        row.update(m)
+                    print(f"{path:7s} {name:>8s} round {rnd + 1}: {configuration:24s} "
+                          f"{m['fps_end_to_end']:7.1f} frames/s end to end"
+                          + (f", {m['fps_steady']:.1f} steady" if m["fps_steady"] else "")
+                          + f", wall {m['wall_s']:.1f} s, peak RSS {m['max_rss_mb']:.0f} MB", flush=True)
+                    save(False)
+    path_out = save(True)
+    summary = summarise(rows, DEFAULT_3D[small])
+    print(f"\nresults: {path_out}")
+    ours = summary["ratios_to_stock_2d"].get(DEFAULT_3D[small], {})
+    parts = [f"{p} {w} {v['end_to_end']:.2f}x" for p, by_w in ours.items() for w, v in by_w.items()]
+    print(f"INFERENCE ({args.device}, end to end, {DEFAULT_3D[small]} vs stock 2d): " + "; ".join(parts)
+          + " (goal >= 2x)")
+    return 0 if not broken and all("error" not in r for r in rows) else 1
 
 
 if __name__ == "__main__":

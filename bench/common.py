@@ -183,7 +183,8 @@ def run_measured(cmd: list[str], env: dict, log: Path, marker: str | None = None
     """Run ``cmd``; return wall time, peak resident memory of its largest process (``ru_maxrss``
     of the process and its waited-for descendants), peak memory of its whole process tree (sum of
     proportional set sizes, sampled every ``sample_s``) and the seconds until the first output line
-    containing ``marker`` (None if never). Output goes to ``log``; a non-zero exit raises with its tail."""
+    containing ``marker`` (None if never) and until each such line (``marker_times``). Output goes to ``log``;
+    a non-zero exit raises with its tail."""
     cmd = command(cmd)
     log.parent.mkdir(parents=True, exist_ok=True)
     rss_file = log.with_suffix(".maxrss")
@@ -191,13 +192,13 @@ def run_measured(cmd: list[str], env: dict, log: Path, marker: str | None = None
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(rss_file), *cmd], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
-    first_marker: list[float] = []
+    marks: list[float] = []
     lines: list[str] = []
 
     def read():
         for line in proc.stdout:
-            if marker and not first_marker and marker in line:
-                first_marker.append(time.perf_counter() - t0)
+            if marker and marker in line:
+                marks.append(time.perf_counter() - t0)
             lines.append(line)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -212,7 +213,7 @@ def run_measured(cmd: list[str], env: dict, log: Path, marker: str | None = None
     if proc.returncode != 0:
         raise RuntimeError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{''.join(lines)[-4000:]}")
     return {"wall_s": wall, "max_rss_mb": int(rss_file.read_text()) / 1024,  # Linux: kilobytes
-            "tree_memory_peak_mb": peak, "marker_s": first_marker[0] if first_marker else None}
+            "tree_memory_peak_mb": peak, "marker_s": marks[0] if marks else None, "marker_times": marks}
 
 
 # --- machine and results ------------------------------------------------------------------------

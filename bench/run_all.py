@@ -25,11 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+ACCURACY_MARKS = ("<!-- bench_accuracy:start -->", "<!-- bench_accuracy:end -->")
 STEPS = ["training", "inference", "cost", "memory", "conversion"]  # most important first
 SCRIPTS = {s: f"bench/bench_{s}.py" for s in STEPS}
 DEFAULT_ARGS = {  # sizes of the real run (--small: SMALL_ARGS); override with --args STEP "..."
     "conversion": "--n 20 --frames 180 --repeats 1",
-    "cost": "", "training": "--iterations 4", "inference": "--long-models 2d,3d_temporal_unet_s", "memory": "--iterations 1",
+    "cost": "", "training": "--iterations 4", "inference": "", "memory": "--iterations 1",
 }
 SMALL_ARGS = {"conversion": "--n 4 --frames 40 --repeats 1", "cost": "--small", "training": "--small",
               "inference": "--small", "memory": "--small"}
@@ -134,69 +135,78 @@ def training_rows(t: dict, label: str) -> tuple[list[str], list[str]]:
 
 
 def inference_rows(r: dict, label: str) -> tuple[list[str], list[str]]:
-    models = r["models"]
-    stock = next((m for m in models if m["configuration"] == "2d"), {})
-    summary, table = [], ["| Model | Configuration | Frames | frames/s steady | frames/s end to end | vs stock 2d (steady) | "
-                          "peak RSS MB | process tree MB |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for m in models:
-        if "error" in m or "fps_steady" not in m:
-            table.append(f"| {m['trainer']} | {m['configuration']} | failed: {m.get('error', '')[:200]} | | | | | |")
+    """Summary rows (the default 3D model against stock 2d per path and workload) and the table of every run."""
+    runs, default = r["runs"], r.get("default_3d")
+    ratios = r.get("ratios_to_stock_2d", {})
+    path_name = {"predict": "nnUNetv2_predict", "video": "predict-video"}
+    table = ["| Path | Workload | Model | frames/s end to end | vs stock 2d | frames/s steady | start-up s | "
+             "peak RSS MB | process tree MB |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for m in runs:
+        name = f"{m['trainer']} {m['configuration']}"
+        if "wall_s" not in m:
+            table.append(f"| {path_name[m['path']]} | {m['workload']} | {name} | failed: {m.get('error', '')[:200]} | | | | | |")
             continue
-        ratio = r["ratios_to_stock_2d"].get(m["configuration"], {}).get("steady")
-        table.append(f"| {m['trainer']} | {m['configuration']} | {m['videos']} x {m['frames_per_video']} | {m['fps_steady']:.1f} | "
-                     f"{m['fps_end_to_end']:.1f} | {_f(ratio) + 'x' if ratio else '1 (reference)'} | {m['max_rss_mb']:.0f} | "
+        ratio = ratios.get(m["configuration"], {}).get(m["path"], {}).get(m["workload"], {}).get("end_to_end")
+        table.append(f"| {path_name[m['path']]} | {m['workload']} | {name} | {m['fps_end_to_end']:.1f} | "
+                     f"{_f(ratio) + 'x' if ratio else '1 (reference)' if m['configuration'] == '2d' else '–'} | "
+                     f"{_f(m.get('fps_steady'), 1)} | {_f(m.get('startup_s'), 1)} | {m['max_rss_mb']:.0f} | "
                      f"{m['tree_memory_peak_mb']:.0f} |")
-        if ratio and m["configuration"].startswith("3d_temporal"):
-            summary.append(f"| Inference frames/s{label}, {m['configuration']} | {m['fps_steady']:.1f} | stock 2d {stock['fps_steady']:.1f} | "
-                           f"{ratio:.2f}x | ≥ 2x | {_goal(ratio >= 2)} |")
-        elif ratio:
-            summary.append(f"| Inference frames/s{label}, {m['configuration']} | {m['fps_steady']:.1f} | stock 2d {stock['fps_steady']:.1f} | "
-                           f"{ratio:.2f}x | – | – |")
-    long_rows = [m for m in models if m.get("long")]
-    stock_long = stock.get("long")
-    if long_rows:
-        table += ["", "Memory on one long video against the speed run (same model, same flags):", "",
-                  "| Configuration | Long video | peak RSS MB | growth MB | growth / extra frames' float32 array | process tree MB | "
-                  "tree growth MB |", "|---|---:|---:|---:|---:|---:|---:|"]
-        for m in long_rows:
-            lg = m["long"]
-            table.append(f"| {m['configuration']} | {lg['frames']} frames | {lg['max_rss_mb']:.0f} | {lg['growth_mb']:+.0f} | "
-                         f"{lg['growth_in_video_arrays']:.1f}x ({lg['extra_frames_float32_mb']:.0f} MB) | {lg['tree_memory_peak_mb']:.0f} | "
-                         f"{lg['tree_growth_mb']:+.0f} |")
-            ours = f"{lg['growth_mb']:+.0f} MB = {lg['growth_in_video_arrays']:.1f}x the extra frames' float32 array ({lg['extra_frames_float32_mb']:.0f} MB)"
-            if m is stock or not stock_long:
-                alt, ratio = "–", "–"
-            else:
-                alt = f"stock 2d {stock_long['growth_mb']:+.0f} MB = {stock_long['growth_in_video_arrays']:.1f}x"
-                ratio = f"{lg['growth_mb'] / stock_long['growth_mb']:.1f}x 2d's growth" if stock_long["growth_mb"] > 0 else "–"
-            summary.append(f"| Prediction memory growth{label}, {m['configuration']}, {lg['frames']} vs {m['frames_per_video']} frames | "
-                           f"{ours} | {alt} | {ratio} | growth ≈ the video's own arrays | – |")
+    summary = []
+    for conf, by_path in ratios.items():
+        for path, by_w in by_path.items():
+            for w, v in by_w.items():
+                ours = next(m for m in runs if (m["configuration"], m["path"], m["workload"]) == (conf, path, w))
+                stock = next(m for m in runs if (m["configuration"], m["path"], m["workload"]) == ("2d", path, w))
+                summary.append(f"| Inference frames/s{label}, {path_name[path]}, {w}, {conf} | {ours['fps_end_to_end']:.1f} | "
+                               f"stock 2d {stock['fps_end_to_end']:.1f} | {v['end_to_end']:.2f}x | "
+                               + (f"≥ 2x | {_goal(v['end_to_end'] >= 2)} |" if conf == default else "– | – |"))
     if not r.get("complete", True):
-        table += ["", "**Partial**: the run stopped (time limit) before every model was measured."]
-    table += ["", f"Best of {r.get('rounds', 1)} round(s) per model, the models taking turns. Command per model: `nnUNetv2_predict -i VIDEOS -o OUT -d 950 -c CONFIG -tr TRAINER -f 0 -device DEVICE "
-                  "--disable_tta -npp 1 -nps 1`. nnU-Net's sliding window overlaps tiles by half (default step size 0.5): "
-                  "a frame of a 3D or super-image configuration lies in two clips and is computed twice, while a 2d tile of "
-                  "112x112 covers a whole frame once, so the video configurations pay about twice their per-frame FLOPs here. Steady = frames / (end of the command − first \"Predicting\" line): without interpreter start-up and model "
-                  "loading. End to end = frames / wall time of the whole command. Peak RSS = largest process (`ru_maxrss`); "
-                  "process tree = peak sum of proportional set sizes over the command's processes (sampled every 0.25 s)."]
+        table += ["", "**Partial**: the run stopped (time limit) before every run was made."]
+    table += ["", f"Best of {r.get('rounds', 1)} round(s); on every workload and path the models take turns. Commands: "
+                  f"`nnUNetv2_predict -i IMAGES -o OUT -d 950 -c CONFIG -tr TRAINER -f 0 -device DEVICE --disable_tta "
+                  f"-npp {r.get('procs', 1)} -nps {r.get('procs', 1)}` and `unilvseg predict-video AVIS -m MODEL_FOLDER -o OUT "
+                  "-f 0 -device DEVICE` (which also writes an overlay video, an area-curve plot and CSV, and the JSON "
+                  "read-out per video). End to end = frames / wall time of the command. Steady = the rate from the first "
+                  "video finished to the last (runs of several videos). Start-up = wall time − frames / steady rate of the "
+                  "same model and path (interpreter, imports, model loading, first-call costs, final writes). Whole-video "
+                  "configurations compute every frame about once (one pass up to 256 frames, overlapping windows beyond), "
+                  "stock 2d one 112x112 tile per frame, the super image each frame twice (nnU-Net's step 0.5). Peak RSS = "
+                  "largest process (`ru_maxrss`); process tree = peak sum of proportional set sizes over the command's "
+                  "processes (sampled every 0.25 s)."]
     return summary, table
 
 
 def memory_rows(r: dict) -> tuple[list[str], list[str]]:
     table = ["| What | peak RSS MB (largest process) | process tree MB |", "|---|---:|---:|"]
-    for k, c in r["conversion"].items():
+    for k, c in r.get("conversion", {}).items():
         table.append(f"| conversion, -{k[:2]} {k[2:]} | {c['max_rss_mb']:.0f} | {c['tree_memory_peak_mb']:.0f} |")
-    for trainer, t in r["training"].items():
+    for trainer, t in r.get("training", {}).items():
         if "error" in t:
             table.append(f"| training {trainer} on {t['configuration']} | failed | |")
         else:
-            table.append(f"| training {trainer} on {t['configuration']} ({t['iterations']} iterations) | {t['max_rss_mb']:.0f} | "
-                         f"{t['tree_memory_peak_mb']:.0f} |")
+            table.append(f"| training {trainer} on {t['configuration']} ({t['iterations']} iterations) | "
+                         f"{t['max_rss_mb']:.0f} | {t['tree_memory_peak_mb']:.0f} |")
     summary = []
     if r.get("ratio_training_sparse_over_stock"):
         s, k = r["training"]["SparseTemporalTrainer"], r["training"]["nnUNetTrainer"]
         summary.append(f"| Training peak RSS, {s['configuration']} | {s['max_rss_mb']:.0f} MB | stock {k['max_rss_mb']:.0f} MB | "
                        f"{r['ratio_training_sparse_over_stock']:.2f}x | – | – |")
+    pred = r.get("prediction", {}).get("models", [])
+    if pred:
+        path_name = {"predict": "nnUNetv2_predict", "video": "predict-video"}
+        lengths = [x["frames"] for x in pred[0]["runs"]]
+        table += ["", "Prediction, one video of each length (peak RSS MB of the largest process; growth per extra frame "
+                  "in units of one frame's float32 array, 112x112x4 bytes):", "",
+                  "| Path | Model | " + " | ".join(f"{n} frames" for n in lengths) + " | growth / float32 frame |",
+                  "|---|---|" + "---:|" * (len(lengths) + 1)]
+        for m in pred:
+            growth = " / ".join(f"{g:.2f}" for g in m["growth_in_float32_frames"])
+            table.append(f"| {path_name[m['path']]} | {m['configuration']} | "
+                         + " | ".join(f"{x['max_rss_mb']:.0f}" for x in m["runs"]) + f" | {growth} |")
+            worst = max(m["growth_in_float32_frames"])
+            summary.append(f"| Prediction memory growth per frame (CPU), {path_name[m['path']]}, {m['configuration']}, "
+                           f"{lengths[0]}-{lengths[-1]} frames | {worst:.2f}x a float32 frame | – | – | ≤ 1.5x | "
+                           + (_goal(worst <= 1.5) if m["configuration"] != "2d" else "–") + " |")
     return summary, table
 
 
@@ -224,7 +234,8 @@ def cost_rows(r: dict) -> tuple[list[str], list[str]]:
 def write_report(out: Path, runs: dict, small: bool, path: Path) -> None:
     sfx = "_small" if small else ""
     res = {s: _load(out / f"{s}{sfx}.json") for s in ("training", "inference", "memory", "cost")}
-    gpu = {s: _load(out / "gpu" / f"{s}.json") for s in ("training", "inference")}
+    gpu = {s: _load(out / "gpu" / f"{s}.json") for s in ("training", "inference", "gpu_memory")}
+    gpu["memory"] = gpu.pop("gpu_memory")
     machine = common.machine()
     summary, sections = [], []
 
@@ -246,7 +257,7 @@ def write_report(out: Path, runs: dict, small: bool, path: Path) -> None:
             sections += [f"Machine: {_machine_line(res[step]['machine'])}.", "", *t, ""]
         else:
             sections += ["Not run or failed; see bench_out/" + step + ".log.", ""]
-    sections += ["## Memory", "", f"`{cmd('memory', 'python bench/bench_memory.py')}` (prediction memory: see Inference above)", ""]
+    sections += ["## Memory", "", f"`{cmd('memory', 'python bench/bench_memory.py')}`", ""]
     if res["memory"]:
         s, t = memory_rows(res["memory"])
         summary += s
@@ -266,6 +277,9 @@ def write_report(out: Path, runs: dict, small: bool, path: Path) -> None:
     if gpu["training"] or gpu["inference"]:
         gm = (gpu["training"] or gpu["inference"])["machine"]
         sections += [f"From `bash bench/gpu_check.sh` on {gm.get('gpu')} ({_machine_line(gm)}).", ""]
+        if gpu["memory"]:
+            sections += [f"Peak GPU memory (nvidia-smi, all processes): training {gpu['memory'].get('training_peak_mib')} MiB, "
+                         f"inference {gpu['memory'].get('inference_peak_mib')} MiB.", ""]
         if gpu["training"]:
             s, t = training_rows(gpu["training"], f" ({gm.get('gpu')})")
             summary += s
@@ -276,17 +290,17 @@ def write_report(out: Path, runs: dict, small: bool, path: Path) -> None:
             sections += ["### Inference", "", *t, ""]
     else:
         sections += ["**No GPU was lent to the session that produced these numbers**, so there are no GPU figures yet. "
-                     "`bench/gpu_check.sh` is the prepared script for when one is: it synthesises its own phantom data, needs "
-                     "nothing from the network (torch with CUDA and nnunetv2 must be on the machine, or nnunetv2 wheels in "
-                     "`$WHEELS`), finishes within 8 minutes and measures training it/s (SparseTemporalTrainer vs stock "
-                     "nnUNetTrainer on 3d_temporal, SuperImageTrainer on si_f16t5, data in 8 workers) and nnUNetv2_predict "
-                     "frames/s (stock 2d, 3d_temporal, 3d_temporal_unet_s, si_f16t5 on 4 x 180 frames, best of 2 rounds, plus one 1,000-frame video).", "",
+                     "`bench/gpu_check.sh` is the prepared script for when one is: from a fresh checkout it synthesises its "
+                     "own phantom data, needs nothing from the network (torch with CUDA on the machine; nnunetv2 and the few "
+                     "packages the lent image lacks as wheels in `bench_out/wheels`, about 55 MB, listed in its header), "
+                     "finishes within 9 minutes and measures training it/s (SparseTemporalTrainer vs stock nnUNetTrainer on "
+                     "3d_temporal_unet_s, SuperImageTrainer on si_f16t5, data in 8 workers), the inference table above on "
+                     "CUDA (both paths, 1/10/100 videos and one 1,000-frame video) and peak GPU memory.", "",
                      "How to run it: from the repository root of the GPU machine, `OUT=/some/folder bash bench/gpu_check.sh` "
-                     "(with the session device tool: `run(command=\"bash bench/gpu_check.sh\", timeout_s=540, carry=[\"bench_out/wheels\"])`; "
-                     "the lent machines' image lacks nnunetv2 and SimpleITK: the script's header says which wheels to put in "
-                     "`bench_out/wheels`); copy the "
-                     "resulting `training.json` and `inference.json` into `bench_out/gpu/` here and run "
-                     "`python bench/run_all.py --report-only` to add them to this file with the card's name.", ""]
+                     "(with the session device tool: `run(command=\"bash bench/gpu_check.sh\", timeout_s=600, "
+                     "carry=[\"bench_out/wheels\"])`); copy the resulting `training.json`, `inference.json` and "
+                     "`gpu_memory.json` into `bench_out/gpu/` here and run `python bench/run_all.py --report-only` to add "
+                     "them to this file with the card's name.", ""]
 
     header = ["# Benchmarks", "",
               f"Generated by `python bench/run_all.py{' --small' if small else ''}` on {machine['date_utc']}. Machine: "
@@ -307,6 +321,10 @@ def write_report(out: Path, runs: dict, small: bool, path: Path) -> None:
                                                      for k, v in runs.items()), ""]
     from unilvseg_nnunet.files import write_text
 
+    old = path.read_text() if path.is_file() else ""
+    start, end = old.find(ACCURACY_MARKS[0]), old.find(ACCURACY_MARKS[1])
+    if 0 <= start < end:  # bench/bench_accuracy.py writes its own section; keep it
+        sections += ["## Accuracy on every frame", "", old[start:end + len(ACCURACY_MARKS[1])], ""]
     write_text(path, "\n".join(header + sections).rstrip() + "\n")
 
 

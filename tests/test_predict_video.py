@@ -1,5 +1,7 @@
 """`unilvseg predict-video` end to end: a tiny trained model (real nnU-Net training on the phantom, CPU)
-segments raw phantom AVIs; outputs are consistent with each other; bad inputs name the file."""
+segments raw phantom AVIs; outputs are consistent with each other; bad inputs name the file; a folder
+split in parts gives exactly the files of one run, and a part run again resumes; long videos are
+segmented without seams and as nnUNetv2_predict segments them; inputs a user brings are checked."""
 import csv
 import json
 import shutil
@@ -11,13 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from unilvseg_nnunet.evaluation import cardiac
 from unilvseg_nnunet.data.echonet import decode_video
-from unilvseg_nnunet.files import read_volume
-from unilvseg_nnunet.inference.predictor import PredictionError, check_model_folder
-from unilvseg_nnunet.inference.video import predict_videos
-
-pytestmark = pytest.mark.nnunet
+from unilvseg_nnunet.evaluation import cardiac
+from unilvseg_nnunet.files import read_volume, write_video, write_volume
+from unilvseg_nnunet.inference.predictor import PredictionError, check_model_folder, default_device
+from unilvseg_nnunet.inference.video import ef_readout, predict_videos, resize_frames, resize_labels, shard
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,7 @@ def _test_videos(phantom_dir, n):
     return [phantom_dir / "Videos" / f"{name}.avi" for name in names[:n]]
 
 
+@pytest.mark.nnunet
 def test_predict_video_folder_end_to_end(model_folder, phantom_dir, nnunet_env, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -39,7 +40,8 @@ def test_predict_video_folder_end_to_end(model_folder, phantom_dir, nnunet_env, 
     (videos / "broken.avi").write_bytes(b"RIFF this is not a video")
     out = tmp_path / "out"
     env = {k: v for k, v in nnunet_env.items() if k != "nnUNet_extTrainer"}  # set automatically from the repo
-    proc = subprocess.run([str(Path(sys.executable).parent / "unilvseg"), "predict-video", str(videos), "-m", str(model_folder), "-o", str(out),
+    proc = subprocess.run([str(Path(sys.executable).parent / "unilvseg"), "predict-video", str(videos),
+                           "-m", str(model_folder), "-o", str(out),
                            "-f", "0", "-device", "cpu"], env=env, capture_output=True, text=True, timeout=900)
     # one bad video does not stop the others; it is reported by name and the exit status says so
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -72,6 +74,7 @@ def test_predict_video_folder_end_to_end(model_folder, phantom_dir, nnunet_env, 
     assert not list(out.glob(".tmp-*"))
 
 
+@pytest.mark.nnunet
 def test_predict_video_bad_inputs(model_folder, nnunet_env, tmp_path, monkeypatch):
     for k, v in nnunet_env.items():
         monkeypatch.setenv(k, v)
@@ -95,3 +98,163 @@ def test_predict_video_bad_inputs(model_folder, nnunet_env, tmp_path, monkeypatc
     assert res["results"] == [] and "bad.avi" in res["failed"][0]["error"]
     with pytest.raises(PredictionError, match="no such video or folder"):
         predict_videos(tmp_path / "missing.avi", model_folder, tmp_path / "o", folds=[0])
+
+
+def _beat(ed, es, ef):
+    return {"ed": ed, "es": es, "edv": 100.0, "esv": 100.0 - ef, "ef": ef}
+
+
+def test_ef_is_reported_only_from_clear_beats():
+    ok = {"beats": [_beat(3, 20, 55.0), _beat(50, 70, 57.0)], "ef_beats_mean": 56.0, "hf_share": 0.05,
+          "hf_cutoff_hz": 10.0}
+    assert ef_readout(ok) == (56.0, None)
+    ef, why = ef_readout({**ok, "beats": []})
+    assert np.isnan(ef) and "no complete beat" in why
+    ef, why = ef_readout({**ok, "beats": [_beat(3, 20, 55.0), _beat(50, 70, -18.0)], "ef_beats_mean": 18.5})
+    assert np.isnan(ef) and "EF -18.0%" in why and "outside 0-100" in why and "ED frame 50" in why
+    ef, why = ef_readout({**ok, "hf_share": 0.8})
+    assert np.isnan(ef) and "80%" in why and "flickers" in why
+
+
+def test_shards_follow_nnunet_and_cover_the_folder_once():
+    videos = [Path(f"v{i}.avi") for i in range(7)]
+    parts = [shard(videos, 3, k) for k in range(3)]
+    assert parts[1] == videos[1::3] and sorted(sum(parts, [])) == videos
+    for bad in ((3, 3), (0, 0), (2, -1)):
+        with pytest.raises(PredictionError, match="part_id"):
+            shard(videos, *bad)
+
+
+def test_frames_resampled_to_the_model_and_labels_back():
+    video = np.zeros((3, 160, 224), np.uint8)
+    video[:, 40:120, 60:160] = 200
+    small = resize_frames(video, (112, 112))
+    assert small.shape == (3, 112, 112) and small.dtype == np.uint8
+    labels = (resize_frames(video, (112, 112)) > 100).astype(np.uint8)
+    back = resize_labels(labels, (160, 224))
+    assert back.shape == (3, 160, 224) and (back == (video > 100)).mean() > 0.99
+
+
+def test_device_defaults_to_cuda_when_present(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device() == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device() == "cpu"
+    import argparse
+
+    from unilvseg_nnunet.cli import predict_video
+
+    parser = argparse.ArgumentParser()
+    predict_video.add_arguments(parser)
+    assert parser.parse_args(["v.avi", "-m", "m", "-o", "o"]).device is None  # resolved by default_device()
+
+
+def _outputs(folder: Path) -> dict:
+    """Every file of a prediction folder, JSON without its timing (the one thing that differs between runs)."""
+    files = {}
+    for f in sorted(folder.iterdir()):
+        if f.suffix == ".json":
+            d = json.loads(f.read_text())
+            d.pop("timing", None)
+            files[f.name] = d
+        else:
+            files[f.name] = f.read_bytes()
+    return files
+
+
+@pytest.mark.nnunet
+def test_sharded_runs_give_the_files_of_one_run_and_resume(model_folder, phantom_dir, nnunet_env, tmp_path,
+                                                            monkeypatch):
+    for k, v in nnunet_env.items():
+        monkeypatch.setenv(k, v)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for v in _test_videos(phantom_dir, 3):
+        shutil.copy(v, videos)
+    (videos / "broken.avi").write_bytes(b"RIFF not a video")
+    quiet = dict(folds=[0], device="cpu", progress=False, log=lambda s: None)
+    one = predict_videos(videos, model_folder, tmp_path / "one", **quiet)
+    assert len(one["results"]) == 3 and len(one["failed"]) == 1 and one["summary"]["complete"]
+    for part in (1, 0):  # parts in any order, each unaware of the other
+        done = predict_videos(videos, model_folder, tmp_path / "parts", num_parts=2, part_id=part, **quiet)
+        assert len(done["results"]) + len(done["failed"]) == 2
+        assert done["summary"]["complete"] == (part == 0) and len(done["summary"]["pending"]) == (2 if part == 1 else 0)
+    assert _outputs(tmp_path / "one") == _outputs(tmp_path / "parts")
+
+    # a part run again keeps its finished videos (files untouched) and retries the failed one
+    before = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "one").iterdir()}
+    again = predict_videos(videos, model_folder, tmp_path / "one", **quiet)
+    assert again["results"] == [] and len(again["kept"]) == 3 and len(again["failed"]) == 1
+    kept = {n: t for n, t in before.items() if not n.startswith(("broken", "predict"))}
+    assert all((tmp_path / "one" / n).stat().st_mtime_ns == t for n, t in kept.items())
+    # a video killed before its JSON (written last) was written is not finished: it is done again, and only it
+    stem = _test_videos(phantom_dir, 1)[0].stem
+    (tmp_path / "one" / f"{stem}.json").unlink()
+    again = predict_videos(videos, model_folder, tmp_path / "one", **quiet)
+    assert [Path(r["video"]).stem for r in again["results"]] == [stem] and len(again["kept"]) == 2
+    assert _outputs(tmp_path / "one") == _outputs(tmp_path / "parts")
+    assert not list((tmp_path / "one").glob(".tmp-*"))
+
+
+@pytest.mark.nnunet
+def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_dir, nnunet_env, tmp_path, monkeypatch):
+    from unilvseg_nnunet.inference.predictor import load_predictor, segment
+    from unilvseg_nnunet.inference.window import VideoWindowNet
+
+    for k, v in nnunet_env.items():
+        monkeypatch.setenv(k, v)
+    predictor = load_predictor(model_folder, [0], device="cpu")
+    net = predictor.network
+    pieces = [decode_video(v) for v in _test_videos(phantom_dir, 3)]
+    long = np.concatenate(pieces * (1 + (net.max_frames + net.overlap) // sum(map(len, pieces))))
+    assert isinstance(net, VideoWindowNet) and len(net.windows(len(long))) >= 2  # several windows long
+    windowed = segment(predictor, long)
+    # the same video in one pass (a window longer than the video): windows change almost nothing
+    predictor.network = VideoWindowNet(net.net, len(long), net.overlap, net.margin)
+    whole = segment(predictor, long)
+    predictor.network = net
+    # (instance norm statistics differ a little from window to window: 0.3% of pixels flip for a smoke-trained model)
+    assert (windowed == whole).mean() > 0.99
+    area_w, area_a = cardiac.area_curve(windowed), cardiac.area_curve(whole)
+    assert np.abs(area_w - area_a).mean() <= 0.02 * max(area_a.mean(), 50.0)  # no step where windows meet
+    # a piece of the video (shorter than a window) predicted alone matches the long video's frames too
+    piece = segment(predictor, long[:100])
+    assert (piece[20:80] == windowed[20:80]).mean() > 0.98
+
+    # nnUNetv2_predict with no flag but --disable_tta gives the same masks (its tile holds the whole video)
+    images, out = tmp_path / "images", tmp_path / "pred"
+    write_volume(images / "long_0000.mha", long)
+    trainer, plans, configuration = model_folder.name.split("__")
+    from conftest import DATASET_ID, run_cmd
+
+    run_cmd(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET_ID), "-c", configuration,
+             "-tr", trainer, "-p", plans, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"],
+            env=nnunet_env)
+    assert (read_volume(out / "long.mha") == windowed).mean() > 0.999  # nnU-Net accumulates logits in float16
+
+
+@pytest.mark.nnunet
+def test_inputs_a_user_brings(model_folder, phantom_dir, nnunet_env, tmp_path, monkeypatch):
+    for k, v in nnunet_env.items():
+        monkeypatch.setenv(k, v)
+    source = decode_video(_test_videos(phantom_dir, 1)[0])
+    videos = tmp_path / "videos"
+    write_video(videos / "big.avi", resize_frames(source, (160, 224)), 50.0)  # 224x160, the EchoNet field of view
+    write_video(videos / "flat.avi", np.full((60, 112, 112), 90, np.uint8), 50.0)  # no beat at all
+    write_video(tmp_path / "whole.avi", source, 50.0)
+    data = (tmp_path / "whole.avi").read_bytes()
+    (videos / "cut.avi").write_bytes(data[:int(len(data) * 0.6)])  # header announces every frame, the file holds fewer
+    quiet = dict(folds=[0], device="cpu", progress=False, log=lambda s: None)
+    done = predict_videos(videos, model_folder, tmp_path / "out", **quiet)
+    res = {Path(r["video"]).stem: r for r in done["results"]}
+    assert res["big"]["resized"] and res["big"]["model_frame_size"] == [112, 112]
+    assert read_volume(tmp_path / "out" / "big.mha").shape == (len(source), 160, 224)
+    assert res["cut"]["truncated"] and res["cut"]["num_frames"] < res["cut"]["header_frames"] == len(source)
+    assert not res["big"]["truncated"] and np.isnan(res["flat"]["ef_percent"]) and res["flat"]["ef_unavailable"]
+    flags = done["summary"]["flags"]
+    assert flags["truncated"] == ["cut.avi"] and flags["resized"] == ["big.avi"]
+    assert "flat.avi" in flags["ef_unavailable"]
+    refused = predict_videos(videos / "big.avi", model_folder, tmp_path / "strict", resize=False, **quiet)
+    assert "big.avi: frames are 224x160" in refused["failed"][0]["error"] and "112x112" in refused["failed"][0]["error"]

@@ -1,6 +1,7 @@
 """Atomic file writes: a killed run never leaves a truncated file under a final name."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -59,18 +60,23 @@ def write_volume(path: str | os.PathLike, array: np.ndarray, spacing=(1.0, 1.0, 
         sitk.WriteImage(img, str(tmp), useCompression=compress)
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
-    """Write (T, H, W) grey or (T, H, W, 3) BGR uint8 frames as an MJPG AVI, atomically."""
-    frames = np.asarray(frames)
-    if frames.ndim == 3:
-        frames = np.repeat(frames[..., None], 3, axis=-1)  # grey stored in three identical channels, as EchoNet
-    h, w = frames.shape[1:3]
+def write_video(path: str | os.PathLike, frames, fps: float) -> None:
+    """Write uint8 frames, (H, W) grey or (H, W, 3) BGR, as an MJPG AVI, atomically: a (T, H, W[, 3]) array
+    or any iterable of frames (written as they come, so a long video need not be held in memory)."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{path}: no frame to write")
+    h, w = np.asarray(first).shape[:2]
     with atomic_path(path) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (w, h))
         if not writer.isOpened():
             raise RuntimeError(f"{path}: OpenCV cannot open an MJPG video writer")
         try:
-            for frame in frames:
+            for frame in itertools.chain([first], frames):
+                frame = np.asarray(frame)
+                if frame.ndim == 2:
+                    frame = np.repeat(frame[..., None], 3, axis=-1)  # grey in three identical channels, as EchoNet
                 writer.write(np.ascontiguousarray(frame))
         finally:
             writer.release()

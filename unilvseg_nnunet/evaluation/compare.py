@@ -1,9 +1,11 @@
 """Table-I style comparison of several trained models on one test split (imagesTs).
 
-For each model (an nnU-Net trainer output folder): predict every test video in this process with
-``nnUNetPredictor`` (no test-time augmentation, the same device for all models), timing the
-end-to-end prediction (nnU-Net preprocessing + network + resampling back, file I/O excluded) after
-one untimed warm-up call; evaluate the predictions with :func:`unilvseg_nnunet.evaluation.scoring.evaluate`;
+For each model (an nnU-Net trainer output folder): predict every test video in this process as
+``unilvseg predict-video`` does (:func:`unilvseg_nnunet.inference.predictor.segment`: whole-video
+configurations streamed window by window, others through ``nnUNetPredictor``; no test-time
+augmentation, the same device for all models), timing the end-to-end prediction (preprocessing +
+network + labels back at the input size, file I/O excluded) after one untimed warm-up call; evaluate the
+predictions with :func:`unilvseg_nnunet.evaluation.scoring.evaluate`;
 count parameters and GFLOPs per frame with :func:`unilvseg_nnunet.evaluation.cost.network_cost` (fvcore).
 Writes ``comparison.json``, ``comparison.md`` and ``bubble.png`` (x GFLOPs/frame, y pooled DSC with
 its 95% CI, bubble area ~ parameters, like the paper's Fig. 1), plus per model
@@ -19,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-
 from unilvseg_nnunet.data.dataset import resolve_raw_dataset, subset_cases
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.evaluation.reports import fmt_num as _f
 from unilvseg_nnunet.evaluation.reports import jsonable, save_figure
 from unilvseg_nnunet.evaluation.scoring import EvaluationError, evaluate
-from unilvseg_nnunet.files import read_volume, write_json, write_text, write_volume
-from unilvseg_nnunet.inference.predictor import check_model_folder, load_predictor, segment
+from unilvseg_nnunet.files import read_volume_spacing, write_json, write_text, write_volume
+from unilvseg_nnunet.inference.predictor import check_model_folder, default_device, load_predictor, segment
 
 WARMUP_FRAMES = 8
 
@@ -68,10 +69,10 @@ def model_cost(model_folder: Path) -> dict:
         return {"params_m": math.nan, "gflops_per_frame": math.nan, "cost_error": f"{type(e).__name__}: {e}"}
 
 
-def read_case_image(channel_files: list[Path]) -> np.ndarray:
-    """(F, H, W) for one channel, (F, H, W, C) for several: what :func:`segment` takes."""
-    vols = [read_volume(f) for f in channel_files]
-    return vols[0] if len(vols) == 1 else np.stack(vols, -1)
+def read_case_image(channel_files: list[Path]) -> tuple[np.ndarray, tuple]:
+    """(F, H, W) for one channel, (F, H, W, C) for several, and the spacing: what :func:`segment` takes."""
+    vols = [read_volume_spacing(f) for f in channel_files]
+    return (vols[0][0] if len(vols) == 1 else np.stack([v for v, _ in vols], -1)), vols[0][1]
 
 
 def predict_timed(predictor, images: dict[str, list[Path]], pred_dir: Path, ending: str, progress: bool = True) -> dict:
@@ -80,25 +81,26 @@ def predict_timed(predictor, images: dict[str, list[Path]], pred_dir: Path, endi
     import torch
     from tqdm import tqdm
 
-    first = read_case_image(next(iter(images.values())))
-    segment(predictor, first[:WARMUP_FRAMES])  # untimed warm-up (allocations, lazy initialisation)
+    first, spacing = read_case_image(next(iter(images.values())))
+    segment(predictor, first[:WARMUP_FRAMES], spacing)  # untimed warm-up (allocations, lazy initialisation)
     frames, seconds = 0, 0.0
     for case, files in tqdm(images.items(), desc=f"predict {pred_dir.parent.name}", unit="video", disable=not progress):
-        img = read_case_image(files)
+        img, spacing = read_case_image(files)
         t0 = time.perf_counter()
-        seg = segment(predictor, img)
+        seg = segment(predictor, img, spacing)
         seconds += time.perf_counter() - t0
         frames += len(img)
-        write_volume(pred_dir / f"{case}{ending}", seg)
+        write_volume(pred_dir / f"{case}{ending}", seg, spacing)
     return {"frames": frames, "seconds": seconds, "frames_per_second": frames / seconds if seconds > 0 else math.nan,
             "torch_threads": torch.get_num_threads()}
 
 
-def compare(dataset, models: dict[str, Path], out_dir, device: str = "cpu", folds=None,
+def compare(dataset, models: dict[str, Path], out_dir, device: str | None = None, folds=None,
             checkpoint: str = "checkpoint_final.pth", n_boot: int = 10_000, seed: int = 0,
             video_plots: bool = False, progress: bool = True) -> dict:
     """Predict, time, evaluate and cost every model on the dataset's imagesTs; write the table."""
     raw_dir = resolve_raw_dataset(dataset)
+    device = device or default_device()
     _, cases, ending = subset_cases(raw_dir, "imagesTs")
     n_channels = len(json.loads((raw_dir / "dataset.json").read_text())["channel_names"])
     images = {c: [raw_dir / "imagesTs" / f"{c}_{k:04d}{ending}" for k in range(n_channels)] for c in cases}
@@ -120,7 +122,8 @@ def compare(dataset, models: dict[str, Path], out_dir, device: str = "cpu", fold
         rows.append({"name": name, "model_folder": str(folder), "trainer": trainer, "plans": plans,
                      "configuration": configuration, **model_cost(folder), "device": device, **timing,
                      "dsc": summary["dsc"], "hd95_px": summary["hd95_px"], "temporal": summary["temporal"],
-                     "ef": summary["ef"], "ed_es": summary["ed_es"], "output_dir": str(sub)})
+                     "ef": summary["ef"], "ed_es": summary["ed_es"], "output_dir": str(sub),
+                     **{k: summary[k] for k in ("dsc_by_structure", "hd95_mm") if k in summary}})
     result = {"dataset_dir": str(raw_dir), "subset": "imagesTs", "n_cases": len(cases), "device": device,
               "tta": False, "checkpoint": checkpoint, "n_boot": n_boot, "seed": seed, "ci_level": 0.95, "models": rows}
     write_json(out / "comparison.json", jsonable(result))
@@ -150,13 +153,21 @@ def comparison_markdown(result: dict) -> str:
             f"| {_f(e['ed_abs_frame_error']['mean'], '.1f')} / {_f(e['es_abs_frame_error']['mean'], '.1f')} |")
     lines += ["",
               f"DSC: pooled 2·ΣI/Σ(|A|+|B|) over the traced frames, in percent; 95% percentile-bootstrap intervals over "
-              f"videos ({result['n_boot']} resamples, seed {result['seed']}). Frames/s: nnUNetPredictor end to end "
-              f"(preprocessing, sliding window without test-time augmentation, resampling; file I/O excluded) on "
+              f"videos ({result['n_boot']} resamples, seed {result['seed']}). Frames/s: segmentation end to end "
+              f"(preprocessing, network without test-time augmentation, labels back at the input size; file I/O "
+              f"excluded) on "
               f"{result['device']}, measured in this run, after one warm-up call. GFLOPs: fvcore (one multiply-add = one flop) "
               f"per frame of one network input patch. HF energy: share of the area curve's spectral energy above 10 Hz; "
               f"jitter: mean |second difference| / mean area (both over every frame, lower = smoother). EF MAE (EF points) vs "
               f"FileList EF: from the masks at the traced ED/ES frames, and averaged over beats detected on the predicted "
               f"area curve. ED/ES err: mean |traced − nearest detected| frame."]
+    structures = [r for r in result["models"] if "dsc_by_structure" in r]
+    if structures:
+        names = list(structures[0]["dsc_by_structure"])
+        lines += ["", "## DSC per structure (overall, 95% CI)", "", "| Model | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
+        lines += [f"| {r['name']} | " + " | ".join(_dsc_ci(r["dsc_by_structure"][n]["overall"]) for n in names) + " |"
+                  for r in structures]
     for r in result["models"]:
         if r.get("cost_error"):
             lines.append(f"\nCost of {r['name']} not counted: {r['cost_error']}")

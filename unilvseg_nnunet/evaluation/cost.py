@@ -76,7 +76,9 @@ def build_network(plans, configuration: str, dataset_json: dict | None = None, t
     classes = manager.get_label_manager(dataset_json).num_segmentation_heads
     trainer_class = recursive_find_trainer_class_by_name(trainer)
     network = trainer_class.build_network_architecture(manager, config, channels, classes, enable_deep_supervision=False)
-    return network, (1, channels, *config.patch_size)
+    clip = config.configuration.get("unilvseg") or {}  # a whole-video inference tile is counted as one training clip
+    patch = [clip["frames"], *config.patch_size[1:]] if "inference" in clip else config.patch_size
+    return network, (1, channels, *patch)
 
 
 def network_cost(source, configuration: str | None = None, dataset_json: dict | None = None,

@@ -1,0 +1,153 @@
+"""Whole-video inference along time (unilvseg_nnunet.inference.window) and the streamed preprocessing of
+unilvseg_nnunet.inference.predictor: a video's prediction does not depend on its length relative to the
+window, on nnU-Net's padding, or on where windows meet."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unilvseg_nnunet.inference.predictor import nonzero_box, zscore_stats
+from unilvseg_nnunet.inference.window import (
+    VideoWindowNet,
+    content_range,
+    iter_blended,
+    plan_windows,
+    video_window_net,
+    window_weights,
+)
+
+WINDOW = {"max_frames": 64, "overlap": 20, "margin": 5}
+LENGTHS = [1, 5, 63, 64, 65, 128, 200, 517]  # shorter than, equal to, just over and many times the window
+
+
+class _Decoder:
+    deep_supervision = False
+
+
+class ConvVideoNet(nn.Module):
+    """Fully convolutional along time, receptive field +-``rf`` frames (<= the margin), instance norm optional."""
+
+    def __init__(self, rf: int = 4, norm: bool = False):
+        super().__init__()
+        layers = []
+        for i in range(rf):
+            layers += [nn.Conv3d(1 if i == 0 else 3, 3, 3, padding=1)]
+            layers += [nn.InstanceNorm3d(3, affine=True)] if norm and i == 0 else []
+            layers += [nn.LeakyReLU()]
+        self.body, self.head, self.decoder = nn.Sequential(*layers), nn.Conv3d(3, 2, 1), _Decoder()
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return ConvVideoNet().eval()
+
+
+@pytest.mark.parametrize("max_frames,overlap", [(64, 20), (128, 32), (33, 11)])
+def test_windows_cover_every_frame_with_bounded_cost(max_frames, overlap):
+    for n in range(1, 700, 3):
+        windows = plan_windows(n, max_frames, overlap)
+        assert windows[0][0] == 0 and windows[-1][1] == n
+        assert len({b - a for a, b in windows}) == 1 and all(b - a <= max_frames for a, b in windows)
+        if n <= max_frames:
+            assert windows == [(0, n)]
+        for (a0, a1), (b0, b1), nxt in zip(windows, windows[1:], windows[2:] + [(n, n)]):
+            assert a1 - b0 >= overlap and nxt[0] >= a1  # neighbours overlap enough, never three windows at once
+        assert sum(b - a for a, b in windows) <= n * max_frames / (max_frames - overlap) + max_frames
+
+
+def test_weights_split_every_frame_and_drop_window_edges():
+    windows = plan_windows(300, 64, 20)
+    weights = window_weights(windows, 5)
+    total = torch.zeros(300)
+    for (a, b), w in zip(windows, weights):
+        total[a:b] += w
+        assert torch.all(w >= 0) and torch.all(w <= 1)
+    assert torch.allclose(total, torch.ones(300))
+    for i, ((a0, a1), (b0, b1)) in enumerate(zip(windows, windows[1:])):
+        assert torch.all(weights[i][-5:] == 0) and torch.all(weights[i + 1][:5] == 0)  # edge frames never count
+    with pytest.raises(ValueError, match="more than twice the margin"):
+        window_weights(plan_windows(300, 64, 10), 5)
+    with pytest.raises(ValueError, match="overlap"):
+        plan_windows(300, 64, 22)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_windowed_prediction_equals_whole_clip_whatever_the_length(net, n):
+    x = torch.randn(1, 1, n, 8, 8)
+    wrapped = VideoWindowNet(net, **WINDOW).eval()
+    with torch.no_grad():
+        whole = net(x)
+        assert torch.allclose(wrapped(x), whole, atol=1e-5)
+        # nnU-Net pads a video to its tile with zeros (centred): the padding changes nothing, costs no network pass
+        tile = 1024
+        below = (tile - n) // 2
+        padded = wrapped(torch.nn.functional.pad(x, (0, 0, 0, 0, below, tile - n - below)))
+        assert torch.allclose(padded[:, :, below:below + n], whole, atol=1e-5)
+        assert torch.all(padded[:, :, :below] == 0) and torch.all(padded[:, :, below + n:] == 0)
+
+
+def test_no_seam_in_constant_and_periodic_videos():
+    torch.manual_seed(1)
+    normed = ConvVideoNet(norm=True).eval()  # instance norm: statistics per window, the seam's usual source
+    wrapped = VideoWindowNet(normed, **WINDOW).eval()
+    with torch.no_grad():
+        for n in (30, 64, 65, 300):
+            y = wrapped(torch.full((1, 1, n, 16, 16), 0.7))
+            interior = y[:, :, 4:n - 4]  # frames at the video's own ends see its edge
+            assert torch.allclose(interior, interior[:, :, :1].expand_as(interior), atol=1e-5), n
+        t = torch.arange(400, dtype=torch.float32)
+        frames = torch.sin(2 * torch.pi * t / 25)[:, None, None] * torch.linspace(-1, 1, 16)[None, :, None]
+        y = VideoWindowNet(ConvVideoNet().eval(), **WINDOW).eval()(frames.expand(400, 16, 16)[None, None].contiguous())
+        assert torch.allclose(y[:, :, 4:-29], y[:, :, 29:-4], atol=1e-5)  # period 25, seams every 44 frames
+
+
+def test_training_and_deep_supervision_use_the_network_itself(net):
+    wrapped = video_window_net(net, {"frames": 8, "inference": WINDOW})
+    assert isinstance(wrapped, VideoWindowNet) and video_window_net(net, {"frames": 8}) is net
+    assert all(k.startswith("net.") for k in wrapped.state_dict())
+    x = torch.zeros(1, 1, 100, 8, 8)
+    x[:, :, 10:90] = torch.randn(1, 1, 80, 8, 8)
+    calls = []
+    handle = net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[2]))
+    wrapped.train()
+    wrapped(x)
+    wrapped.eval()
+    net.decoder.deep_supervision = True
+    wrapped(x)
+    net.decoder.deep_supervision = False
+    wrapped(x)
+    handle.remove()
+    assert calls == [100, 100, 50, 50]  # whole input twice; then the 80 frames of content in two windows
+
+
+def test_content_range_and_blending_order():
+    x = torch.zeros(1, 2, 10, 4, 4)
+    assert content_range(x) == (0, 10)
+    x[:, 1, 3, 0, 0] = 1.0
+    x[:, 0, 6] = -2.0
+    assert content_range(x) == (3, 7)
+    chunks = iter_blended(plan_windows(200, 64, 20), 5, lambda a, b: torch.zeros(1, 2, b - a, 1, 1))
+    seen = [(a, b) for a, b, _ in chunks]
+    assert seen[0][0] == 0 and seen[-1][1] == 200 and all(p[1] == q[0] for p, q in zip(seen, seen[1:]))
+
+
+def test_streamed_preprocessing_matches_nnunet():
+    from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import ZScoreNormalization
+
+    rng = np.random.default_rng(0)
+    video = np.zeros((2, 150, 40, 50), np.uint8)
+    video[:, 3:140, 2:37, 5:50] = rng.integers(0, 255, (2, 137, 35, 45), dtype=np.uint8)
+    video[0, 3:140, 2:37, 5:50][video[0, 3:140, 2:37, 5:50] < 40] = 0  # holes inside the box
+    data, _, bbox = crop_to_nonzero(video.astype(np.float32))
+    assert nonzero_box(video) == tuple(slice(a, b) for a, b in bbox)
+    mean, std = zscore_stats(video[(slice(None), *nonzero_box(video))])
+    for c in range(2):
+        ref = ZScoreNormalization(use_mask_for_norm=False, intensityproperties={}).run(data[c].copy())
+        ours = (data[c] - mean[c]) / std[c]
+        assert np.abs(ours - ref).max() < 1e-5
+    assert nonzero_box(np.zeros((1, 5, 4, 4), np.uint8)) is None
