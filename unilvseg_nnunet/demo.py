@@ -21,7 +21,7 @@ from unilvseg_nnunet.training.trainers.schedules import BUDGET_ENV
 DATASET_ID = 900
 DEFAULT_BUDGET_S = 25.0  # seconds of training per model: five trainings fit the demo in minutes
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_EchoPhantom"
-GPU_MEMORY_GB = 0.25
+GPU_MEMORY_GB = 0.3  # keeps 112x112 clips of 8 frames at batch 2 for the 3D U-Net-S
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def run_demo(out: Path, n_videos: int = 20, seed: int = 0, device: str = "cpu", 
            "--no-progress"], "convert")
 
     p.banner("stock nnU-Net planning and preprocessing")
-    # A 0.25 GB memory target keeps nnU-Net's planned batch sizes small enough for a CPU (on a GPU, plan as usual).
+    # A 0.3 GB memory target keeps nnU-Net's planned batch sizes small enough for a CPU (on a GPU, plan as usual).
     p.run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres", "-np", "2",
            "-gpu_memory_target", str(GPU_MEMORY_GB), "--verify_dataset_integrity"], "plan_and_preprocess")
 
