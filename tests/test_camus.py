@@ -416,9 +416,12 @@ def plan_video_configurations(env: dict, dataset_id: int, super_image: bool = Fa
 
 def assert_predictions(pred_dir: Path, raw_dir: Path, values) -> None:
     """A label map of every frame of every test video, with the image's shape and spacing."""
+    from unilvseg_nnunet.data.dataset import file_ending
     from unilvseg_nnunet.files import read_volume_spacing
 
-    for image in sorted((raw_dir / "imagesTs").glob("*_0000.mha")):
+    images = sorted((raw_dir / "imagesTs").glob(f"*_0000{file_ending(raw_dir)}"))
+    assert images
+    for image in images:
         img, spacing = read_volume_spacing(image)
         seg, seg_spacing = read_volume_spacing(pred_dir / image.name.replace("_0000", ""))
         assert seg.shape == img.shape and np.allclose(seg_spacing, spacing)
@@ -438,13 +441,13 @@ def assert_structures_scored(summary: dict, names, dense: bool) -> None:
 
 @pytest.mark.nnunet
 def test_nifti_release_end_to_end_3d_and_super_image(nnunet_env, tmp_path):
-    """Convert with dense truth; pretrain and fine-tune the 3D configuration and train the super-image one on
+    """Convert with dense truth into .nii.gz; pretrain and fine-tune the 3D configuration and train the super-image one on
     crops of the frames; `unilvseg compare` predicts (with the pixel spacing) and evaluates both per structure."""
     from conftest import run_cmd
 
     root = synthesize_camus(tmp_path / "camus", n_patients=5, fmt="nifti", splits=(3, 1, 1), **E2E)
     run_cmd([sys.executable, str(REPO / "conversion" / "camus_to_nnunet.py"), str(root), "-d", "962", "-n",
-             "CamusNifti", "--dense-truth"], env=nnunet_env)
+             "CamusNifti", "--dense-truth", "--file-ending", ".nii.gz"], env=nnunet_env)  # a .nii.gz dataset end to end
     raw_dir = Path(nnunet_env["nnUNet_raw"]) / "Dataset962_CamusNifti"
     plan_video_configurations(nnunet_env, 962, super_image=True)
     cfg = "3d_temporal_f8t1_unet_s"
