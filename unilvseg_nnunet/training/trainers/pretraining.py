@@ -11,7 +11,7 @@ from torch import nn
 from unilvseg_nnunet.files import atomic_path, write_json
 from unilvseg_nnunet.training.masking import CleanTargetTransform, TemporalMaskingTransform
 from unilvseg_nnunet.training.trainers.clip_loader import SparseClipDataLoader
-from unilvseg_nnunet.training.trainers.schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, Smoke
+from unilvseg_nnunet.training.trainers.schedules import AdamW, Budget, Demo, FiveEpochs, NoFinalValidation, Smoke
 from unilvseg_nnunet.training.trainers.sparse_temporal import SparseTemporalTrainer
 from unilvseg_nnunet.training.trainers.video_transforms import video_training_transforms, video_validation_transforms
 
@@ -136,5 +136,9 @@ class TemporalMaskingPretrainer_smoke(Smoke, TemporalMaskingPretrainer):
     pass
 
 
+class TemporalMaskingPretrainer_budget(Budget, TemporalMaskingPretrainer):
+    """For a time budget (see schedules.TimeBudget), as nnUNetTrainer_budget."""
+
+
 class TemporalMaskingPretrainer_demo(Demo, NoFinalValidation, TemporalMaskingPretrainer):
-    """The CPU demo's schedule (see schedules.Demo), no final validation."""
+    """The CPU demo's time budget (see schedules.Demo), no final validation."""

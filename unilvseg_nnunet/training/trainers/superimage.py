@@ -20,7 +20,15 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from unilvseg_nnunet.planning.temporal import clip_settings, resolved_configuration
 from unilvseg_nnunet.training.encoders import EncoderUNet, load_encoder_weights
 from unilvseg_nnunet.training.trainers.pretraining import TemporalMaskingPretrainer
-from unilvseg_nnunet.training.trainers.schedules import AdamW, Demo, FiveEpochs, NoFinalValidation, NoMirroring, Smoke
+from unilvseg_nnunet.training.trainers.schedules import (
+    AdamW,
+    Budget,
+    Demo,
+    FiveEpochs,
+    NoFinalValidation,
+    NoMirroring,
+    Smoke,
+)
 from unilvseg_nnunet.training.trainers.sparse_temporal import SparseTemporalTrainer
 
 
@@ -92,6 +100,10 @@ class SuperImageMaskingPretrainer_smoke(Smoke, SuperImageMaskingPretrainer):
     pass
 
 
+class SuperImageMaskingPretrainer_budget(Budget, SuperImageMaskingPretrainer):
+    """For a time budget (see schedules.TimeBudget)."""
+
+
 class SuperImageTrainer_DiceOnly(SuperImageTrainer):
     """The paper's loss: frame-wise Dice on labeled frames only."""
 
@@ -110,5 +122,9 @@ class SuperImageTrainer_smoke(Smoke, NoMirroring, SuperImageTrainer):
     """Smoke schedule without mirroring: tests and CPU demos."""
 
 
+class SuperImageTrainer_budget(Budget, SuperImageTrainer):
+    """For a time budget (see schedules.TimeBudget), as nnUNetTrainer_budget."""
+
+
 class SuperImageTrainer_demo(Demo, NoMirroring, NoFinalValidation, SuperImageTrainer):
-    """The CPU demo's schedule (see schedules.Demo), no mirroring, no final validation."""
+    """The CPU demo's time budget (see schedules.Demo), no mirroring, no final validation."""
