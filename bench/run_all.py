@@ -332,7 +332,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--small", action="store_true", help="tiny sizes for a check; report in bench_out/BENCHMARKS_small.md")
     p.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps (the report uses the others' latest results)")
-    p.add_argument("--args", nargs=2, action="append", metavar=("STEP", "ARGS"), help="arguments for one step's script instead of the defaults")
+    p.add_argument("--args", nargs=2, action="append", metavar=("STEP", "ARGS"),
+                   help="arguments for one step's script instead of the defaults")
     p.add_argument("--workdir", type=Path, default=common.OUT / "work", help="cache of phantom data and models (default bench_out/work)")
     p.add_argument("--out", type=Path, default=common.OUT, help="results folder (default bench_out)")
     p.add_argument("--report-only", action="store_true", help="do not run anything: rewrite the report from the existing results")

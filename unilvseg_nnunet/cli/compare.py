@@ -6,7 +6,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("-d", "--dataset", required=True, help="raw dataset folder, or nnU-Net dataset id/name under $nnUNet_raw")
     parser.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="NAME=MODEL_FOLDER",
                         help="a trained model (nnU-Net trainer output folder) and its name in the table; repeat per model")
-    parser.add_argument("-o", "--output", required=True, help="output folder (comparison.json, comparison.md, bubble.png, per-model folders)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output folder (comparison.json, comparison.md, bubble.png, per-model folders)")
     parser.add_argument("-device", "--device", default=None, choices=("cpu", "cuda"),
                         help="device for prediction and timing (default: cuda when PyTorch sees a GPU, else cpu)")
     parser.add_argument("-f", "--folds", nargs="+", default=None, help="fold(s) of every model (default: all with the checkpoint)")

@@ -141,7 +141,8 @@ def comparison_markdown(result: dict) -> str:
     """The Table-I-like Markdown table with its footnotes."""
     lines = [f"# Comparison on {result['dataset_dir']} ({result['subset']}, {result['n_cases']} videos)", "",
              "| Model | Params (M) | GFLOPs/frame | Frames/s (" + result["device"].upper() + ") | DSC overall (95% CI) "
-             "| DSC ED (95% CI) | DSC ES (95% CI) | HF energy >10 Hz (%) | Jitter (%) | EF MAE traced | EF MAE beats | ED/ES err (frames) |",
+             "| DSC ED (95% CI) | DSC ES (95% CI) | HF energy >10 Hz (%) | Jitter (%) | EF MAE traced | EF MAE beats "
+             "| ED/ES err (frames) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["models"]:
         t, ef, e = r["temporal"], r["ef"], r["ed_es"]

@@ -190,19 +190,39 @@ def temporal_configuration(plans: dict, dataset_json: dict, base: str = "3d_full
         raise ValueError(f"a clip of {frames} frames does not fit nnU-Net's {gpu_memory_gb} GB memory target (it "
                          f"would keep {plan['patch_size'][0]} frames of {plan['patch_size'][1:]} pixels); plan fewer "
                          "frames or more memory")
-    return json.loads(json.dumps({  # as stored in plans.json (lists, not tuples), in memory too
+    return with_inference_window(json.loads(json.dumps({  # as stored in plans.json (lists, not tuples), in memory too
         "inherits_from": base,
         "patch_size": [frames * period, *(int(i) for i in plan["patch_size"][1:])],
         "batch_size": int(plan["batch_size"]),
         "architecture": plan["architecture"],
         KEY: {"frames": frames, "period": period, "arch": arch, "gpu_memory_gb": gpu_memory_gb,
               "planner": type(planner).__name__},
-    }))
+    })))
 
 
 def clip_settings(configuration: dict) -> dict | None:
     """The "unilvseg" entry of a resolved configuration, or None for a stock one."""
     return configuration.get(KEY)
+
+
+# Whole-video inference (unilvseg_nnunet.inference.window): nnUNetv2_predict tiles time with the patch's first
+# length, so a patch of INFERENCE_TILE_FRAMES frames hands every video of up to that length (every EchoNet-Dynamic
+# video: at most 1,002 frames) to the network in one tile; the network runs windows of at most "max_frames" frames.
+INFERENCE_TILE_FRAMES = 1024
+INFERENCE_WINDOW = {"max_frames": 256, "overlap": 32, "margin": 8}
+
+
+def with_inference_window(cfg: dict) -> dict:
+    """A period-1 temporal configuration with the whole-video inference window: patch of
+    :data:`INFERENCE_TILE_FRAMES` frames (training clips keep "unilvseg"["frames"]) and
+    "unilvseg"["inference"] = :data:`INFERENCE_WINDOW`; any other configuration as it is."""
+    clip = cfg.get(KEY) or {}
+    if clip.get("period") != 1 or clip.get("layout") == "superimage":
+        return cfg
+    frames = int(clip["frames"])
+    window = {**INFERENCE_WINDOW, "max_frames": max(INFERENCE_WINDOW["max_frames"], frames)}
+    return {**cfg, "patch_size": [max(INFERENCE_TILE_FRAMES, frames), *cfg["patch_size"][1:]],
+            KEY: {**clip, "inference": window}}
 
 
 def with_temporal_configuration(plans: dict, name: str, dataset_json: dict, **kwargs) -> dict:

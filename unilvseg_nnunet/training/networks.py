@@ -88,6 +88,8 @@ def build_temporal_network(configuration_manager, num_input_channels: int, num_o
     clip = configuration_manager.configuration.get("unilvseg", {})
     period = int(clip.get("period", 1))
     if period == 1 or clip.get("layout") == "superimage":  # SuperImageNet interleaves sub-clips itself
-        return net
+        from unilvseg_nnunet.inference.window import video_window_net
+
+        return video_window_net(net, clip)  # whole-video inference where the plans give an inference window
     return PeriodWrapper(net, int(clip["frames"]), period)
 
