@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from unilvseg_nnunet import workspace  # noqa: E402
 from unilvseg_nnunet.workspace import command  # noqa: E402,F401  (used by the bench scripts)
+
 OUT = REPO / "bench_out"
 START_LOAD = os.getloadavg()[0]  # load average when the bench script started
 DATASET_ID = 950

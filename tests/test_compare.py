@@ -5,12 +5,13 @@ import shutil
 import pytest
 
 from unilvseg_nnunet.cli import main
+from unilvseg_nnunet.data.dataset import FILE_ENDING
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.evaluation.compare import bubble_plot, comparison_markdown, folder_names, parse_models
-from unilvseg_nnunet.data.dataset import FILE_ENDING
 from unilvseg_nnunet.evaluation.reports import jsonable
 from unilvseg_nnunet.evaluation.scoring import evaluate
 from unilvseg_nnunet.inference.predictor import PredictionError
+
 
 def test_parse_models_and_folder_names():
     assert {k: str(v) for k, v in parse_models(["a=/x/y", "Ours 3D + SSL=rel"]).items()} == {"a": "/x/y", "Ours 3D + SSL": "rel"}
