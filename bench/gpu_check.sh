@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU benchmark for a lent machine (H100/H200), from a fresh checkout, finishing within 9 minutes:
+# One prepared GPU benchmark for a GPU machine (e.g. H100/H200), from a fresh checkout, finishing within 9 minutes:
 #   1. training it/s: SparseTemporalTrainer vs stock nnUNetTrainer on 3d_temporal_unet_s (same batch) and
 #      SuperImageTrainer on si_f16t5, data loading in 8 background workers as nnU-Net does on GPU;
 #   2. inference frames/s, the CPU table's workloads on CUDA: stock 2d, 3d_temporal_unet_s, 3d_temporal and
@@ -7,9 +7,9 @@
 #      nnUNetv2_predict --disable_tta and unilvseg predict-video (bench/bench_inference.py);
 #   3. GPU memory: the peak of nvidia-smi's memory.used during each step (gpu_memory.json).
 # It needs nothing from the network: it synthesises its own phantom data and uses the machine's torch (with
-# CUDA). The lent machines' image (Python 3.12, torch, timm, opencv, scikit-image, pandas, matplotlib) lacks
+# CUDA). A bare CUDA image (Python 3.12, torch, timm, opencv, scikit-image, pandas, matplotlib) lacks
 # nnunetv2 and a few of its dependencies: when nnunetv2 is missing, every wheel in $WHEELS (default
-# bench_out/wheels, an ignored folder: name it in the device tool's `carry`) is installed with
+# bench_out/wheels, an ignored folder copied beside the checkout) is installed with
 # `pip install --no-index --no-deps`. Prepare that folder where PyPI can be reached (about 55 MB, SimpleITK most):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
