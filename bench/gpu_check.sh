@@ -21,7 +21,6 @@
 #
 # Run from the repository root:   OUT=/some/folder bash bench/gpu_check.sh
 # Dry run of the same steps on CPU at tiny sizes (checks the script anywhere): DEVICE=cpu bash bench/gpu_check.sh
-# With the device tool:           run(command="bash bench/gpu_check.sh", timeout_s=600, carry=["bench_out/wheels"])
 # Results: $OUT/training.json, $OUT/inference.json, $OUT/gpu_memory.json, $OUT/gpu_check.log, $OUT/nvidia_smi.txt,
 # $OUT/logs.tar.gz. Then, on the development machine: copy them to bench_out/gpu/ and run
 #   python bench/run_all.py --report-only     (adds the GPU section to BENCHMARKS.md)
@@ -93,6 +92,6 @@ timeout "$limit" $PY bench/bench_inference.py --device "$DEVICE" ${SIZES[@]+"${S
     --out "$OUT" || { echo "inference bench failed or timed out ($?)"; status=1; }
 infer_peak=$(stop_sampling inference)
 echo "{\"training_peak_mib\": ${train_peak:-null}, \"inference_peak_mib\": ${infer_peak:-null}}" > "$OUT/gpu_memory.json"
-tar czf "$OUT/logs.tar.gz" -C "$WORK" logs 2>/dev/null  # one file: the device tool returns at most 8
+tar czf "$OUT/logs.tar.gz" -C "$WORK" logs 2>/dev/null  # the logs as one file
 echo "== gpu_check done in $(elapsed) s, status $status; peak GPU memory in inference: ${infer_peak:-n/a} MiB"
 exit $status
