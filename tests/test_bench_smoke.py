@@ -31,7 +31,7 @@ def test_report_renders_without_results(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = (tmp_path / "BENCHMARKS_small.md").read_text()
     assert report.startswith("# Benchmarks")
-    assert "No GPU was lent" in report
+    assert "No GPU figures yet" in report
 
 
 def test_run_measured_sees_peak_memory_and_marker(tmp_path):
