@@ -10,7 +10,7 @@ import torch
 from conftest import DATASET_ID, nnunet_model_folder
 
 from unilvseg_nnunet.data.dataset import IGNORE
-from unilvseg_nnunet.training.trainers.pretraining import masking_training_transforms
+from unilvseg_nnunet.training.trainers.pretraining import decoder_keys, masking_training_transforms
 
 
 def _centroid(frame: torch.Tensor) -> torch.Tensor:
@@ -47,6 +47,17 @@ def test_target_is_the_clean_clip_aligned_with_the_augmented_input():
     assert augmented > 10  # the input did get intensity augmentation
 
 
+def test_decoder_keys_are_the_decoder_proper():
+    """The decoder's own weights: not the encoder it references, not the heads."""
+    from test_superimage import tiny_unet_kwargs
+
+    from unilvseg_nnunet.training.superimage import SuperImageNet
+
+    net = SuperImageNet(1, 1, frames=4, **tiny_unet_kwargs())
+    expected = {k for k in net.state_dict() if k.startswith(("net.decoder.stages.", "net.decoder.transpconvs."))}
+    assert expected and set(decoder_keys(net)) == expected
+
+
 @pytest.mark.nnunet
 def test_pretrainer_recipe_and_best_checkpoint(temporal_configuration, nnunet_env, monkeypatch):
     """AdamW 3e-4; with nnU-Net's own epoch hooks, checkpoint_best.pth follows the lowest (moving-average)
@@ -74,3 +85,42 @@ def test_pretrainer_recipe_and_best_checkpoint(temporal_configuration, nnunet_en
     logged = trainer.logger.get_value("val_losses", None)
     assert logged == [0.5, 0.3, 0.2, 0.9]
     assert json.dumps(trainer.logger.get_value("ema_fg_dice", None))  # finite numbers, no NaN
+
+
+@pytest.mark.nnunet
+def test_checkpoints_hand_the_encoder_to_finetuning_and_resume_the_whole_pretrainer(temporal_configuration, nnunet_env,
+                                                                                     monkeypatch, tmp_path):
+    """Stock -pretrained_weights gets the trained encoder and the decoder as initialised (the reconstruction
+    decoder is no start for segmentation); resuming the pretraining gets the trained decoder back."""
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):
+        monkeypatch.setenv(var, nnunet_env[var])
+
+    def trainer(name):
+        return get_trainer_from_args(str(DATASET_ID), temporal_configuration, 0, name, device=torch.device("cpu"))
+
+    pretrainer = trainer("TemporalMaskingPretrainer")
+    pretrainer.initialize()
+    initial = {k: v.clone() for k, v in pretrainer.network.state_dict().items()}
+    with torch.no_grad():
+        for p in pretrainer.network.parameters():
+            p.add_(1.0)  # stands in for training
+    trained = {k: v.clone() for k, v in pretrainer.network.state_dict().items()}
+    pretrainer.save_checkpoint(str(tmp_path / "pretrained.pth"))
+    decoder = set(decoder_keys(pretrainer.network))
+    assert decoder and not any(".encoder." in k or k.startswith("encoder.") for k in decoder)
+
+    finetuner = trainer("SparseTemporalTrainer_AdamW")
+    finetuner.initialize()
+    load_pretrained_weights(finetuner.network, str(tmp_path / "pretrained.pth"))  # what -pretrained_weights does
+    loaded = finetuner.network.state_dict()
+    body = [k for k in loaded if ".seg_layers." not in k]
+    assert len(body) > len(decoder)
+    for k in body:
+        assert torch.equal(loaded[k], initial[k] if k in decoder else trained[k]), k
+
+    resumed = trainer("TemporalMaskingPretrainer")
+    resumed.load_checkpoint(str(tmp_path / "pretrained.pth"))
+    assert all(torch.equal(v, trained[k]) for k, v in resumed.network.state_dict().items())

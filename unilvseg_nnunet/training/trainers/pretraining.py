@@ -7,6 +7,7 @@ import torch.distributed as dist
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from torch import nn
+from torch._dynamo import OptimizedModule
 
 from unilvseg_nnunet.files import atomic_path, write_json
 from unilvseg_nnunet.training.masking import CleanTargetTransform, TemporalMaskingTransform
@@ -14,6 +15,17 @@ from unilvseg_nnunet.training.trainers.clip_loader import SparseClipDataLoader
 from unilvseg_nnunet.training.trainers.schedules import AdamW, Budget, Demo, FiveEpochs, NoFinalValidation, Smoke
 from unilvseg_nnunet.training.trainers.sparse_temporal import SparseTemporalTrainer
 from unilvseg_nnunet.training.trainers.video_transforms import video_training_transforms, video_validation_transforms
+
+RECONSTRUCTION_DECODER = "reconstruction_decoder"  # checkpoint key of the trained decoder
+
+
+def decoder_keys(network: nn.Module) -> list[str]:
+    """State-dict keys of ``network.decoder`` proper: without the encoder that dynamic_network_architectures'
+    decoders reference, and without the heads (``seg_layers``, which ``-pretrained_weights`` skips anyway)."""
+    decoder = network.decoder
+    prefix = next(name for name, module in network.named_modules() if module is decoder) + "."
+    return [k for k in network.state_dict()
+            if k.startswith(prefix) and not k.startswith(prefix + "encoder.") and ".seg_layers." not in k]
 
 
 def masking_training_transforms(patch_size, rotation, mirror_axes, ignore_label: int, mask_ratio: float,
@@ -32,11 +44,17 @@ class TemporalMaskingPretrainer(AdamW, SparseTemporalTrainer):
     reconstructed; the target is the clip without intensity augmentation (see
     :mod:`unilvseg_nnunet.training.masking`). Labels play no part (clips are drawn anywhere,
     unlabeled videos included). The network is the segmentation network of the same configuration
-    with as many outputs as input channels; its reconstruction head lives under ``seg_layers``, so
-    stock ``-pretrained_weights`` hands everything else to the fine-tuning trainer (with the paper's
-    recipe: ``SparseTemporalTrainer_AdamW``). Checkpoints hold CPU tensors (that loader has no
-    map_location). Validation reports the reconstruction MSE instead of nnU-Net's Dice, and nnU-Net's
-    ``checkpoint_best.pth`` is the one with the lowest moving average of the validation MSE.
+    with as many outputs as input channels (the reconstruction head lives under ``seg_layers``).
+
+    Checkpoints hand the encoder to fine-tuning: their ``network_weights`` hold the trained encoder
+    and the decoder as initialised (the trained decoder is kept under :data:`RECONSTRUCTION_DECODER`
+    and restored when pretraining resumes), so stock ``-pretrained_weights`` starts the segmentation
+    decoder afresh, as MAE-style pretraining does: on the phantom, a decoder trained to reconstruct
+    intensities fine-tuned to a worse segmentation than a fresh one, and so did fine-tuning with
+    nnU-Net's SGD at lr 1e-2 (fine-tune with the paper's ``SparseTemporalTrainer_AdamW``).
+    Checkpoints hold CPU tensors (that loader has no map_location). Validation reports the
+    reconstruction MSE instead of nnU-Net's Dice, and nnU-Net's ``checkpoint_best.pth`` is the one
+    with the lowest moving average of the validation MSE.
     """
 
     mask_ratio = 0.6
@@ -46,6 +64,7 @@ class TemporalMaskingPretrainer(AdamW, SparseTemporalTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.enable_deep_supervision = False
+        self._initial_decoder: dict | None = None  # the decoder's weights before training (see save_checkpoint)
 
     @staticmethod
     def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
@@ -87,13 +106,39 @@ class TemporalMaskingPretrainer(AdamW, SparseTemporalTrainer):
         self.print_to_log_file(f"validation reconstruction MSE {mse:.4f} (mask ratio {self.mask_ratio}; "
                                f"the pseudo Dice below is -MSE)")
 
+    def _module(self) -> nn.Module:
+        """The network without DDP and torch.compile wrappers (as nnU-Net saves it)."""
+        mod = self.network.module if self.is_ddp else self.network
+        return mod._orig_mod if isinstance(mod, OptimizedModule) else mod
+
+    def initialize(self):
+        super().initialize()
+        if self._initial_decoder is None:
+            state = self._module().state_dict()
+            self._initial_decoder = {k: state[k].detach().cpu().clone() for k in decoder_keys(self._module())}
+
     def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint, rewritten with CPU tensors (atomically)."""
+        """nnU-Net's checkpoint with CPU tensors (atomically), the decoder as initialised in ``network_weights``
+        and the trained one under :data:`RECONSTRUCTION_DECODER`."""
         if self.disable_checkpointing or self.local_rank != 0:
             return super().save_checkpoint(filename)
         with atomic_path(filename) as tmp:
             super().save_checkpoint(str(tmp))
-            torch.save(torch.load(tmp, map_location="cpu", weights_only=False), tmp)
+            checkpoint = torch.load(tmp, map_location="cpu", weights_only=False)
+            weights = checkpoint["network_weights"]
+            checkpoint[RECONSTRUCTION_DECODER] = {k: weights[k] for k in self._initial_decoder}
+            weights.update(self._initial_decoder)
+            torch.save(checkpoint, tmp)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        """nnU-Net's loading, then the trained decoder back in place (resuming, validation only)."""
+        super().load_checkpoint(filename_or_checkpoint)
+        checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
+            torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        trained = checkpoint.get(RECONSTRUCTION_DECODER)
+        if trained:
+            self._initial_decoder = {k: checkpoint["network_weights"][k] for k in trained}
+            self._module().load_state_dict(trained, strict=False)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         """Reconstruction MSE of the centre clip of every validation video (fixed masks); validation/summary.json."""

@@ -140,3 +140,11 @@ class SparseTemporalTrainer_smoke(Smoke, NoMirroring, SparseTemporalTrainer):
 
 class SparseTemporalTrainer_demo(Demo, NoMirroring, NoFinalValidation, SparseTemporalTrainer):
     """The CPU demo's time budget (see schedules.Demo), no mirroring, no final validation."""
+
+
+class SparseTemporalTrainer_AdamW_budget(Budget, AdamW, SparseTemporalTrainer):
+    """The paper's optimiser for a time budget: fine-tuning from TemporalMaskingPretrainer's weights."""
+
+
+class SparseTemporalTrainer_AdamW_demo(Demo, NoMirroring, NoFinalValidation, AdamW, SparseTemporalTrainer):
+    """The CPU demo's time budget with the paper's optimiser: fine-tuning from TemporalMaskingPretrainer's weights."""
