@@ -34,11 +34,11 @@ def nnunet_env(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
-    """A small phantom in EchoNet-Dynamic format: 10 TRAIN, 3 VAL, 3 TEST short videos."""
+    """A small phantom in EchoNet-Dynamic format: 7 TRAIN, 2 VAL, 3 TEST short videos."""
     from unilvseg_nnunet.data.phantom import synthesize
 
     out = tmp_path_factory.mktemp("echonet_phantom")
-    synthesize(out, n=16, seed=0, frames=(36, 72), splits=(10, 3, 3))
+    synthesize(out, n=12, seed=0, frames=(30, 48), splits=(7, 2, 3))
     return out
 
 
@@ -60,6 +60,7 @@ def preprocessed_dataset(raw_dataset, nnunet_env) -> Path:
 
 # --- tiny temporal models, trained once per session -------------------------------------------------
 TEMPORAL_CONFIGURATION = "3d_temporal_f8t1_unet_s"  # 8-frame clips, paper's 3D U-Net-S: cheap on CPU
+CPU_MEMORY_GB = 0.3  # memory target of our test plans: nnU-Net's smallest batch (2), as the demo plans for a CPU
 
 
 def nnunet_model_folder(env: dict, trainer: str, configuration: str) -> Path:
@@ -69,7 +70,8 @@ def nnunet_model_folder(env: dict, trainer: str, configuration: str) -> Path:
 @pytest.fixture(scope="session")
 def temporal_configuration(preprocessed_dataset, nnunet_env) -> str:
     """`unilvseg plan -d 901 --frames 8 --arch unet_s` on the stock plans; returns the configuration name."""
-    run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--frames", "8", "--arch", "unet_s"], env=nnunet_env)
+    run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--frames", "8", "--arch", "unet_s", "--gpu-memory", str(CPU_MEMORY_GB)],
+            env=nnunet_env)
     return TEMPORAL_CONFIGURATION
 
 

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from unilvseg_nnunet.data import camus
 from unilvseg_nnunet.data import dataset as ds
 from unilvseg_nnunet.data.camus import convert_camus
-from unilvseg_nnunet.data.camus_phantom import FOLDERS, synthesize_camus
+from unilvseg_nnunet.data.camus_phantom import FOLDERS, FORMATS, synthesize_camus
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, WIDTH, SPACING = 64, 80, 0.5  # small frames keep the conversion tests fast; the e2e test uses larger ones
@@ -494,3 +494,22 @@ def test_metaimage_release_end_to_end(nnunet_env, tmp_path):
             env=nnunet_env)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert_structures_scored(summary, ("LV", "myocardium", "left_atrium"), dense=False)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_synth_command_writes_a_release_the_converter_reads(tmp_path, raw, fmt):
+    """`unilvseg synth --format camus-*` writes the CAMUS-style phantom that `unilvseg convert camus` converts."""
+    env = dict(os.environ, nnUNet_raw=str(raw))
+    unilvseg = str(Path(sys.executable).parent / "unilvseg")
+    proc = subprocess.run([unilvseg, "synth", str(tmp_path / "camus"), "--format", f"camus-{fmt}", "--n", "2",
+                           "--seed", "3"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote 2 CAMUS-style phantom patients (2CH and 4CH half sequences, {fmt} release)" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "camus" / FOLDERS[fmt]).iterdir()) == ["patient0001", "patient0002"]
+    proc = subprocess.run([unilvseg, "convert", "camus", str(tmp_path / "camus"), "-d", "964", "-n", "CamusCli"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    meta = list(ds.iter_case_metadata(raw / "Dataset964_CamusCli"))
+    assert len(meta) == 4 and {m["view"] for m in meta} == {"2CH", "4CH"}
+    bad = subprocess.run([unilvseg, "synth", str(tmp_path / "x"), "--format", "camus"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'camus'" in bad.stderr

@@ -53,19 +53,19 @@ def test_layout_and_filelist(phantom_dir):
     with open(phantom_dir / "CorruptedFrames.csv", newline="") as f:
         assert next(csv.reader(f)) == ["FileName", "Frame", "Kind"]
     rows = read_csv(phantom_dir / "FileList.csv")
-    assert len(rows) == 16
-    assert [r["Split"] for r in rows].count("TRAIN") == 10
-    assert [r["Split"] for r in rows].count("VAL") == 3
+    assert len(rows) == 12
+    assert [r["Split"] for r in rows].count("TRAIN") == 7
+    assert [r["Split"] for r in rows].count("VAL") == 2
     assert [r["Split"] for r in rows].count("TEST") == 3
     names = [r["FileName"] for r in rows]
-    assert len(set(names)) == 16
+    assert len(set(names)) == 12
     for r in rows:
         name = r["FileName"]
         assert len(name) == 18 and name.startswith("0X") and set(name[2:]) <= FILE_NAME_CHARS
         assert (phantom_dir / "Videos" / f"{name}.avi").is_file()
         assert int(r["FrameHeight"]) == int(r["FrameWidth"]) == 112
         assert float(r["FPS"]) == 50.0
-        assert 36 <= int(r["NumberOfFrames"]) <= 72
+        assert 30 <= int(r["NumberOfFrames"]) <= 48
         assert 0 < float(r["ESV"]) < float(r["EDV"])
         assert 0 < float(r["EF"]) < 100
     assert sorted(p.name for p in (phantom_dir / "Videos").iterdir()) == sorted(f"{n}.avi" for n in names)

@@ -106,8 +106,12 @@ def _beat(ed, es, ef):
 
 def test_ef_is_reported_only_from_clear_beats():
     ok = {"beats": [_beat(3, 20, 55.0), _beat(50, 70, 57.0)], "ef_beats_mean": 56.0, "hf_share": 0.05,
-          "hf_cutoff_hz": 10.0}
+          "hf_cutoff_hz": 10.0, "area": [400.0] * 80}
     assert ef_readout(ok) == (56.0, None)
+    empty_es = [400.0] * 80
+    empty_es[70] = 3.0  # an "ES" where the mask holds almost nothing: EF 99% of noise
+    ef, why = ef_readout({**ok, "beats": [_beat(3, 20, 55.0), _beat(50, 70, 99.0)], "area": empty_es})
+    assert np.isnan(ef) and "frame 70 holds 3 pixels" in why and "no LV" in why
     ef, why = ef_readout({**ok, "beats": []})
     assert np.isnan(ef) and "no complete beat" in why
     ef, why = ef_readout({**ok, "beats": [_beat(3, 20, 55.0), _beat(50, 70, -18.0)], "ef_beats_mean": 18.5})
@@ -215,13 +219,15 @@ def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_
     predictor.network = VideoWindowNet(net.net, len(long), net.overlap, net.margin)
     whole = segment(predictor, long)
     predictor.network = net
-    # (instance norm statistics differ a little from window to window: 0.3% of pixels flip for a smoke-trained model)
-    assert (windowed == whole).mean() > 0.99
+    # (instance norm statistics differ a little from window to window: about 1% of pixels flip for a smoke-trained model)
+    assert (windowed == whole).mean() > 0.98
     area_w, area_a = cardiac.area_curve(windowed), cardiac.area_curve(whole)
     assert np.abs(area_w - area_a).mean() <= 0.02 * max(area_a.mean(), 50.0)  # no step where windows meet
     # a piece of the video (shorter than a window) predicted alone matches the long video's frames too
     piece = segment(predictor, long[:100])
-    assert (piece[20:80] == windowed[20:80]).mean() > 0.98
+    assert (piece[20:80] == windowed[20:80]).mean() > 0.97
+    area_p = cardiac.area_curve(piece[20:80])
+    assert np.abs(area_p - area_w[20:80]).mean() <= 0.02 * max(area_w[20:80].mean(), 50.0)
 
     # nnUNetv2_predict with no flag but --disable_tta gives the same masks (its tile holds the whole video)
     images, out = tmp_path / "images", tmp_path / "pred"

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DATASET_ID, nnunet_model_folder, run_cmd
+from conftest import CPU_MEMORY_GB, DATASET_ID, nnunet_model_folder, run_cmd
 
 from unilvseg_nnunet.data.dataset import FILE_ENDING
 from unilvseg_nnunet.files import read_volume
@@ -18,8 +18,8 @@ CONFIG = "si_f4t2"  # 4 frames tiled 2x2 (224x224 super images), period 2: cheap
 
 @pytest.fixture(scope="module")
 def si_configuration(preprocessed_dataset, nnunet_env) -> str:
-    run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--super-image", "--frames", "4", "--period", "2"],
-            env=nnunet_env)
+    run_cmd(["unilvseg", "plan", "-d", str(DATASET_ID), "--super-image", "--frames", "4", "--period", "2",
+             "--gpu-memory", str(CPU_MEMORY_GB)], env=nnunet_env)
     return CONFIG
 
 

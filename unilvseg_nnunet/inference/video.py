@@ -44,6 +44,7 @@ from unilvseg_nnunet.inference.predictor import (
 
 VIDEO_SUFFIXES = (".avi",)
 SUMMARY = "predict_video_summary.json"
+MIN_LV_AREA_PX = 20  # an ED or ES mask with fewer LV pixels holds no LV: its "beat" is noise of an empty mask
 MAX_HF_SHARE = 0.5  # above this share of area-curve energy above 10 Hz, the curve flickers rather than beats
 PROVENANCE_KEYS = ("model_folder", "folds", "checkpoint")  # what must match for a finished video to be kept
 
@@ -97,7 +98,12 @@ def ef_readout(readout: dict) -> tuple[float, str | None]:
     if math.isfinite(hf) and hf > MAX_HF_SHARE:
         return math.nan, (f"{100 * hf:.0f}% of the LV-area curve's energy lies above {readout['hf_cutoff_hz']:g} Hz: "
                           f"the segmentation flickers from frame to frame, so the curve shows no clear beats")
+    area = readout["area"]
     for b in readout["beats"]:
+        small = [f for f in (b["ed"], b["es"]) if area[f] < MIN_LV_AREA_PX]
+        if small:
+            return math.nan, (f"the LV mask of frame {small[0]} holds {area[small[0]]:.0f} pixels (fewer than "
+                              f"{MIN_LV_AREA_PX}): no LV is segmented there, so the beat gives no EF")
         if not (math.isfinite(b["ef"]) and 0.0 <= b["ef"] <= 100.0):
             return math.nan, (f"the beat ED frame {b['ed']} / ES frame {b['es']} gives EF {b['ef']:.1f}%, "
                               f"outside 0-100: the curve's extremes are not clear beats")
