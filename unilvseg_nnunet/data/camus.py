@@ -38,8 +38,9 @@ from unilvseg_nnunet.data.conversion import (
     IGNORED,
     KEPT,
     SKIP_VIDEO,
-    ConversionError,
     DatasetKind,
+    check_options,
+    check_views,
     dataset_folder,
     image_paths,
     issue,
@@ -452,13 +453,8 @@ def convert_camus(camus_dir, dataset_id: int, name: str = "CAMUS", views=VIEWS, 
     ``seed``: of the patient-level split used when there are no official split files; ``max_patients``: only
     the first K patients (in id order). Dataset-level problems raise before anything is written; problems of
     one patient or view go to the conversion report. Re-running resumes."""
-    views = tuple(dict.fromkeys(views))
-    if not views or set(views) - set(VIEWS):
-        raise ConversionError(f"views must be among {', '.join(VIEWS)}, got {', '.join(views) or 'none'}")
-    if file_ending not in (".mha", ".nii.gz"):
-        raise ConversionError(f"file ending {file_ending!r} is not supported (use .mha or .nii.gz)")
-    if max_patients is not None and max_patients < 1:
-        raise ConversionError(f"--max-patients must be positive, got {max_patients}")
+    views = check_views(views, VIEWS)
+    check_options(file_ending, max_patients, "--max-patients")
     root = Path(camus_dir)
     options = {"keep_color": False, "file_ending": file_ending, "compress": bool(compress),
                "dense_truth": bool(dense_truth)}

@@ -280,6 +280,22 @@ def completed_metadata(task: CaseTask) -> dict | None:
 # Dataset level
 # ------------------------------------------------------------------------------------------------
 
+def check_options(file_ending: str, max_count: int | None, max_flag: str = "--max-cases") -> None:
+    """The options every converter shares: a supported file ending, a positive ``max_flag`` if given."""
+    if file_ending not in (".mha", ".nii.gz"):
+        raise ConversionError(f"file ending {file_ending!r} is not supported (use .mha or .nii.gz)")
+    if max_count is not None and max_count < 1:
+        raise ConversionError(f"{max_flag} must be positive, got {max_count}")
+
+
+def check_views(views, allowed) -> tuple:
+    """``views`` without repeats, in order; each must be one of ``allowed``."""
+    views = tuple(dict.fromkeys(views))
+    if not views or set(views) - set(allowed):
+        raise ConversionError(f"views must be among {', '.join(allowed)}, got {', '.join(views) or 'none'}")
+    return views
+
+
 def dataset_folder(dataset_id: int, name: str) -> Path:
     """$nnUNet_raw/DatasetIDDD_NAME; refuses an id already used under another name."""
     raw = os.environ.get("nnUNet_raw")
@@ -413,10 +429,7 @@ def convert_echonet(echonet_dir, dataset_id: int, name: str = "EchoNetDynamic", 
     of FileList.csv; ``compress``: compress the images (labels are always compressed: they are almost
     constant, so it is free). Raises :class:`echonet.EchoNetFormatError` / :class:`ConversionError` for
     dataset-level problems before writing anything; per-video problems go to the conversion report."""
-    if file_ending not in (".mha", ".nii.gz"):
-        raise ConversionError(f"file ending {file_ending!r} is not supported (use .mha or .nii.gz)")
-    if max_cases is not None and max_cases < 1:
-        raise ConversionError(f"--max-cases must be positive, got {max_cases}")
+    check_options(file_ending, max_cases)
     echonet_dir = Path(echonet_dir)
     dataset_dir = dataset_folder(dataset_id, name)
     options = {"keep_color": bool(keep_color), "file_ending": file_ending, "compress": bool(compress)}

@@ -28,6 +28,8 @@ from unilvseg_nnunet.data.conversion import (
     ConversionError,
     DatasetKind,
     case_files,
+    check_options,
+    check_views,
     completed_metadata,
     convert_case,
     dataset_folder,
@@ -131,15 +133,10 @@ def convert_pediatric(pediatric_dir, dataset_id: int, name: str = "EchoNetPediat
     first K rows of each view's FileList.csv; the other options as for EchoNet-Dynamic
     (:func:`unilvseg_nnunet.data.conversion.convert_echonet`). Dataset-level problems raise before anything is
     written; problems of one video go to the conversion report."""
-    views = tuple(dict.fromkeys(views))
-    if not views or set(views) - set(VIEWS):
-        raise ConversionError(f"views must be among {', '.join(VIEWS)}, got {', '.join(views) or 'none'}")
+    views = check_views(views, VIEWS)
     if test_fold is not None and not 0 <= test_fold < NUM_FOLDS:
         raise ConversionError(f"--test-fold must be a fold 0-{NUM_FOLDS - 1}, got {test_fold}")
-    if file_ending not in (".mha", ".nii.gz"):
-        raise ConversionError(f"file ending {file_ending!r} is not supported (use .mha or .nii.gz)")
-    if max_cases is not None and max_cases < 1:
-        raise ConversionError(f"--max-cases must be positive, got {max_cases}")
+    check_options(file_ending, max_cases)
     root = Path(pediatric_dir)
     dataset_dir = dataset_folder(dataset_id, name)
     options = {"keep_color": bool(keep_color), "file_ending": file_ending, "compress": bool(compress)}
