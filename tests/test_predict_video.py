@@ -115,7 +115,9 @@ def test_ef_is_reported_only_from_clear_beats():
     ef, why = ef_readout({**ok, "beats": []})
     assert np.isnan(ef) and "no complete beat" in why
     ef, why = ef_readout({**ok, "beats": [_beat(3, 20, 55.0), _beat(50, 70, -18.0)], "ef_beats_mean": 18.5})
-    assert np.isnan(ef) and "EF -18.0%" in why and "outside 0-100" in why and "ED frame 50" in why
+    assert np.isnan(ef) and "EF -18.0%" in why and "outside 0-90" in why and "ED frame 50" in why
+    ef, why = ef_readout({**ok, "beats": [_beat(3, 20, 55.0), _beat(50, 70, 99.9)], "ef_beats_mean": 77.5})
+    assert np.isnan(ef) and "EF 99.9%" in why and "outside 0-90" in why
     ef, why = ef_readout({**ok, "hf_share": 0.8})
     assert np.isnan(ef) and "80%" in why and "flickers" in why
 

@@ -10,7 +10,7 @@ JSON is finished. A video that fails gets ``<stem>_failed.json`` instead. A fold
 
 Inputs a user brings: frames of another size than the model's are resampled to it (and the masks
 back), unless ``resize=False``, which refuses them; a video that decodes fewer frames than its header
-announces is flagged (``truncated``); an EF outside 0-100 or from a curve without clear beats is
+announces is flagged (``truncated``); an EF outside 0-90 %, from an empty ED or ES mask, or from a curve without clear beats is
 reported as unavailable with the reason.
 
 Many machines: a folder is split like nnU-Net splits its input (``videos[part_id::num_parts]`` of the
@@ -44,6 +44,7 @@ from unilvseg_nnunet.inference.predictor import (
 
 VIDEO_SUFFIXES = (".avi",)
 SUMMARY = "predict_video_summary.json"
+MAX_EF_PERCENT = 90.0  # no heart empties more: a higher EF comes from a mask that lost the LV at ES
 MIN_LV_AREA_PX = 20  # an ED or ES mask with fewer LV pixels holds no LV: its "beat" is noise of an empty mask
 MAX_HF_SHARE = 0.5  # above this share of area-curve energy above 10 Hz, the curve flickers rather than beats
 PROVENANCE_KEYS = ("model_folder", "folds", "checkpoint")  # what must match for a finished video to be kept
@@ -104,9 +105,9 @@ def ef_readout(readout: dict) -> tuple[float, str | None]:
         if small:
             return math.nan, (f"the LV mask of frame {small[0]} holds {area[small[0]]:.0f} pixels (fewer than "
                               f"{MIN_LV_AREA_PX}): no LV is segmented there, so the beat gives no EF")
-        if not (math.isfinite(b["ef"]) and 0.0 <= b["ef"] <= 100.0):
+        if not (math.isfinite(b["ef"]) and 0.0 <= b["ef"] <= MAX_EF_PERCENT):
             return math.nan, (f"the beat ED frame {b['ed']} / ES frame {b['es']} gives EF {b['ef']:.1f}%, "
-                              f"outside 0-100: the curve's extremes are not clear beats")
+                              f"outside 0-{MAX_EF_PERCENT:g}: the curve's extremes are not clear beats")
     return float(readout["ef_beats_mean"]), None
 
 
