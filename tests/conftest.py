@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unilvseg_nnunet import workspace
+from unilvseg_nnunet import demo, workspace
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET_ID = 901
@@ -60,7 +60,7 @@ def preprocessed_dataset(raw_dataset, nnunet_env) -> Path:
 
 # --- tiny temporal models, trained once per session -------------------------------------------------
 TEMPORAL_CONFIGURATION = "3d_temporal_f8t1_unet_s"  # 8-frame clips, paper's 3D U-Net-S: cheap on CPU
-CPU_MEMORY_GB = 0.3  # memory target of our test plans: nnU-Net's smallest batch (2), as the demo plans for a CPU
+CPU_MEMORY_GB = demo.GPU_MEMORY_GB  # memory target of our test plans: nnU-Net's smallest batch (2), as the demo's
 
 
 def nnunet_model_folder(env: dict, trainer: str, configuration: str) -> Path:

@@ -513,3 +513,6 @@ def test_synth_command_writes_a_release_the_converter_reads(tmp_path, raw, fmt):
     assert len(meta) == 4 and {m["view"] for m in meta} == {"2CH", "4CH"}
     bad = subprocess.run([unilvseg, "synth", str(tmp_path / "x"), "--format", "camus"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice: 'camus'" in bad.stderr
+    bad = subprocess.run([unilvseg, "synth", str(tmp_path / "x"), "--format", f"camus-{fmt}", "--artefacts", "severe"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--artefacts: EchoNet phantom option(s)" in bad.stderr and not (tmp_path / "x").exists()

@@ -228,7 +228,7 @@ def test_script_converts_and_resumes(tmp_path, raw):
 def test_end_to_end_with_a_test_fold(nnunet_env, tmp_path):
     """Convert both views with Split 9 held out; stock planning, our temporal configuration, a few training
     iterations on fold 0 (validation on Split 0), nnUNetv2_predict on the held-out fold and `unilvseg evaluate`."""
-    from conftest import run_cmd
+    from conftest import CPU_MEMORY_GB, run_cmd
 
     views = {"A4C": [dict(name=f"A{i}", fold=f, frames=FRAMES) for i, f in enumerate((0, 1, 2, 9))],
              "PSAX": [dict(name=f"P{i}", fold=f, frames=FRAMES) for i, f in enumerate((0, 3, 9))]}
@@ -238,7 +238,8 @@ def test_end_to_end_with_a_test_fold(nnunet_env, tmp_path):
     raw_dir = Path(nnunet_env["nnUNet_raw"]) / "Dataset971_PediatricE2E"
     assert json.loads((raw_dir / "splits_final.json").read_text())[0]["val"] == ["A4C_A0", "PSAX_P0"]
     run_cmd(["nnUNetv2_plan_and_preprocess", "-d", "971", "-c", "3d_fullres", "-np", "2"], env=nnunet_env)
-    run_cmd(["unilvseg", "plan", "-d", "971", "--frames", "8", "--arch", "unet_s", "--gpu-memory", "0.3"], env=nnunet_env)
+    run_cmd(["unilvseg", "plan", "-d", "971", "--frames", "8", "--arch", "unet_s", "--gpu-memory", str(CPU_MEMORY_GB)],
+            env=nnunet_env)
     cfg = "3d_temporal_f8t1_unet_s"
     run_cmd(["nnUNetv2_train", "971", cfg, "0", "-tr", "SparseTemporalTrainer_smoke", "-device", "cpu"], env=nnunet_env)
     pred = tmp_path / "pred"

@@ -54,10 +54,19 @@ def run(args) -> int:
     return 0
 
 
+ECHONET_ONLY = {"min_frames": 28, "max_frames": 200, "fps": 50.0, "artefacts": "mild", "labeled_train": None}
+
+
 def run_camus(args, start: float) -> int:
     from unilvseg_nnunet.data.camus_phantom import FOLDERS, synthesize_camus
+    from unilvseg_nnunet.errors import UnilvsegError
 
     fmt = args.format.split("-", 1)[1]
+    given = [f"--{k.replace('_', '-')}" for k, default in ECHONET_ONLY.items() if getattr(args, k) != default]
+    if given:
+        raise UnilvsegError(f"{', '.join(given)}: EchoNet phantom option(s), not used by --format {args.format}")
+    if args.splits is not None and fmt == "mhd":
+        raise UnilvsegError("--splits: the MetaImage release has no split files (use --format camus-nifti)")
     out = synthesize_camus(args.out_dir, n_patients=args.n, seed=args.seed, fmt=fmt, splits=args.splits)
     print(f"wrote {args.n} CAMUS-style phantom patients (2CH and 4CH half sequences, {fmt} release) to "
           f"{out / FOLDERS[fmt]} in {time.perf_counter() - start:.1f} s; convert with `unilvseg convert camus {out}`")

@@ -217,7 +217,7 @@ class nnUNetTrainer_budget(Budget, nnUNetTrainer):
 
 
 class nnUNetTrainer_smoke(Smoke, nnUNetTrainer):
-    """Stock nnU-Net, smoke schedule only (the demo's baseline on CPU)."""
+    """Stock nnU-Net, smoke schedule only (tests)."""
 
 
 class nnUNetTrainer_demo(Demo, NoMirroring, NoFinalValidation, nnUNetTrainer):

@@ -119,7 +119,7 @@ class SuperImageTrainer_5epochs(FiveEpochs, SuperImageTrainer):
 
 
 class SuperImageTrainer_smoke(Smoke, NoMirroring, SuperImageTrainer):
-    """Smoke schedule without mirroring: tests and CPU demos."""
+    """Smoke schedule without mirroring: tests."""
 
 
 class SuperImageTrainer_budget(Budget, SuperImageTrainer):
