@@ -373,7 +373,7 @@ def main() -> int:
     p = common.parser(__doc__)
     p.add_argument("--seeds", type=int, default=3, help="repetitions of every training (default 3)")
     p.add_argument("--budget", type=float, default=150,
-                   help="wall-clock seconds of training per model (default 150; at 30 s, 2d and 3D reached 13-19 %% dense DSC on 2 CPU cores)")
+                   help="wall-clock seconds of training per model (default 150; at 30 s models reached 13-19 %% dense DSC on 2 cores)")
     p.add_argument("--videos", type=int, default=24, help="phantom videos per setting (default 24)")
     p.add_argument("--frames", type=int, nargs=2, default=(60, 110), help="frames per video, min max (default 60 110)")
     p.add_argument("--settings", nargs="+", default=[s.name for s in SETTINGS], choices=[s.name for s in SETTINGS])
