@@ -252,30 +252,19 @@ def write_report(out: Path, runs: dict, small: bool, path: Path) -> None:
     def cmd(step, default):
         return _rel(runs.get(step, {}).get("command") or (res[step] or {}).get("command") or default)
 
-    for step, title, fn in (("training", "Training (CPU)", training_rows), ("inference", "Inference (CPU)", inference_rows)):
-        label = " (CPU)"
-        sections += [f"## {title}", "", f"`{cmd(step, f'python bench/bench_{step}.py')}`", ""]
+    steps = (("training", "Training (CPU)", lambda r: training_rows(r, " (CPU)"), "", True),
+             ("inference", "Inference (CPU)", lambda r: inference_rows(r, " (CPU)"), "", True),
+             ("memory", "Memory", memory_rows, " (prediction memory: see Inference above)", False),
+             ("cost", "Cost", cost_rows, " (fvcore, one multiply-add = one flop; per frame = one patch / frames in the "
+              "patch; phantom plans at 112x112 like EchoNet-Dynamic; paper: Tables I and IV)", False))
+    for step, title, fn, note, with_machine in steps:
+        sections += [f"## {title}", "", f"`{cmd(step, f'python bench/bench_{step}.py')}`{note}", ""]
         if res[step]:
-            s, t = fn(res[step], label)
+            s, t = fn(res[step])
             summary += s
-            sections += [f"Machine: {_machine_line(res[step]['machine'])}.", "", *t, ""]
+            sections += [*([f"Machine: {_machine_line(res[step]['machine'])}.", ""] if with_machine else []), *t, ""]
         else:
-            sections += ["Not run or failed; see bench_out/" + step + ".log.", ""]
-    sections += ["## Memory", "", f"`{cmd('memory', 'python bench/bench_memory.py')}`", ""]
-    if res["memory"]:
-        s, t = memory_rows(res["memory"])
-        summary += s
-        sections += [*t, ""]
-    else:
-        sections += ["Not run or failed; see bench_out/memory.log.", ""]
-    sections += ["## Cost", "", f"`{cmd('cost', 'python bench/bench_cost.py')}` (fvcore, one multiply-add = one flop; per frame = "
-                 "one patch / frames in the patch; phantom plans at 112x112 like EchoNet-Dynamic; paper: Tables I and IV)", ""]
-    if res["cost"]:
-        s, t = cost_rows(res["cost"])
-        summary += s
-        sections += [*t, ""]
-    else:
-        sections += ["Not run or failed; see bench_out/cost.log.", ""]
+            sections += [f"Not run or failed; see bench_out/{step}.log.", ""]
 
     sections += ["## GPU", ""]
     if gpu["training"] or gpu["inference"]:

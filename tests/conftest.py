@@ -29,7 +29,32 @@ def nnunet_env(tmp_path_factory) -> dict:
     """Environment with nnU-Net's path variables in a temporary folder and our trainer folder."""
     env = workspace.nnunet_env(tmp_path_factory.mktemp("nnunet"), threads=2)
     env["nnUNet_extTrainer"] = str(REPO / "trainers")  # the checkout's folder, as the README tells users
+    env["nnUNet_def_n_proc"] = "1"  # one export/validation worker: each spawned worker first imports torch (seconds)
     return env
+
+
+def nnunet_accepts(raw_dir: Path) -> None:
+    """nnU-Net's own integrity check of a raw dataset (what --verify_dataset_integrity runs), in this process."""
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(raw_dir), num_processes=1)
+
+
+def references_as_predictions(raw_dir: Path, out: Path) -> Path:
+    """The test split's label volumes written as a model would predict them (untraced frames background):
+    a prediction every metric scores as perfect on the traced frames."""
+    import json
+
+    from unilvseg_nnunet.data.dataset import file_ending
+    from unilvseg_nnunet.files import read_volume, write_volume
+
+    ignore = json.loads((raw_dir / "dataset.json").read_text())["labels"]["ignore"]
+    ending = file_ending(raw_dir)
+    for label in sorted((raw_dir / "labelsTs").glob(f"*{ending}")):
+        volume = read_volume(label)
+        volume[volume == ignore] = 0
+        write_volume(out / label.name, volume)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +77,9 @@ def raw_dataset(phantom_dir, nnunet_env) -> Path:
 
 @pytest.fixture(scope="session")
 def preprocessed_dataset(raw_dataset, nnunet_env) -> Path:
-    """Stock nnU-Net planning and preprocessing of the converted phantom (2d and 3d_fullres)."""
-    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres",
+    """Stock nnU-Net planning (every configuration) and preprocessing (3d_fullres, which our video
+    configurations use) of the converted phantom."""
+    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres",
              "-np", "2", "--verify_dataset_integrity"], env=nnunet_env)
     return Path(nnunet_env["nnUNet_preprocessed"]) / DATASET_NAME
 

@@ -225,10 +225,11 @@ def test_script_converts_and_resumes(tmp_path, raw):
 
 
 @pytest.mark.nnunet
-def test_end_to_end_with_a_test_fold(nnunet_env, tmp_path):
-    """Convert both views with Split 9 held out; stock planning, our temporal configuration, a few training
-    iterations on fold 0 (validation on Split 0), nnUNetv2_predict on the held-out fold and `unilvseg evaluate`."""
-    from conftest import CPU_MEMORY_GB, run_cmd
+def test_dataset_with_a_test_fold_for_nnunet_and_evaluate(nnunet_env, tmp_path):
+    """Convert both views with Split 9 held out (validation on Split 0): nnU-Net's own integrity check accepts
+    the dataset, and `unilvseg evaluate` finds it by its ID and scores the held-out fold as EchoNet datasets are
+    scored. (Training and prediction do not depend on the dataset: tested on the EchoNet and CAMUS phantoms.)"""
+    from conftest import nnunet_accepts, references_as_predictions, run_cmd
 
     views = {"A4C": [dict(name=f"A{i}", fold=f, frames=FRAMES) for i, f in enumerate((0, 1, 2, 9))],
              "PSAX": [dict(name=f"P{i}", fold=f, frames=FRAMES) for i, f in enumerate((0, 3, 9))]}
@@ -237,21 +238,12 @@ def test_end_to_end_with_a_test_fold(nnunet_env, tmp_path):
              "-n", "PediatricE2E", "--test-fold", "9"], env=nnunet_env)
     raw_dir = Path(nnunet_env["nnUNet_raw"]) / "Dataset971_PediatricE2E"
     assert json.loads((raw_dir / "splits_final.json").read_text())[0]["val"] == ["A4C_A0", "PSAX_P0"]
-    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", "971", "-c", "3d_fullres", "-np", "2"], env=nnunet_env)
-    run_cmd(["unilvseg", "plan", "-d", "971", "--frames", "8", "--arch", "unet_s", "--gpu-memory", str(CPU_MEMORY_GB)],
-            env=nnunet_env)
-    cfg = "3d_temporal_f8t1_unet_s"
-    run_cmd(["nnUNetv2_train", "971", cfg, "0", "-tr", "SparseTemporalTrainer_smoke", "-device", "cpu"], env=nnunet_env)
-    pred = tmp_path / "pred"
-    run_cmd(["nnUNetv2_predict", "-i", str(raw_dir / "imagesTs"), "-o", str(pred), "-d", "971", "-c", cfg,
-             "-tr", "SparseTemporalTrainer_smoke", "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1",
-             "-nps", "1"],
-            env=nnunet_env)
+    nnunet_accepts(raw_dir)
+    pred = references_as_predictions(raw_dir, tmp_path / "pred")
     assert sorted(p.name for p in pred.glob("*.mha")) == ["A4C_A3.mha", "PSAX_P2.mha"]
-    for p in pred.glob("*.mha"):
-        assert read_volume(p).shape == (FRAMES, 112, 112) and set(np.unique(read_volume(p))) <= {0, 1}
     run_cmd(["unilvseg", "evaluate", "-p", str(pred), "-d", "971", "-o", str(tmp_path / "eval"), "--n-boot", "50"],
             env=nnunet_env)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["n_cases"] == 2 and summary["dsc"]["overall"]["n_frames"] == 4 and summary["fps_assumed"] == []
+    assert summary["dsc"]["overall"]["pooled_dsc"] == 1.0
     assert "dsc_by_structure" not in summary  # one structure: the report EchoNet datasets have always had

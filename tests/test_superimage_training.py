@@ -10,7 +10,7 @@ import pytest
 from conftest import CPU_MEMORY_GB, DATASET_ID, nnunet_model_folder, run_cmd
 
 from unilvseg_nnunet.data.dataset import FILE_ENDING
-from unilvseg_nnunet.files import read_volume
+from unilvseg_nnunet.files import read_volume, write_volume
 
 pytestmark = pytest.mark.nnunet
 CONFIG = "si_f4t2"  # 4 frames tiled 2x2 (224x224 super images), period 2: cheap on CPU
@@ -49,12 +49,13 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
     summary = json.loads((model / "fold_0" / "validation" / "summary.json").read_text())
     assert summary["metric_per_case"], "nnU-Net's validation predicted no case"
 
-    pred = tmp_path / "pred"
-    run_cmd(["nnUNetv2_predict", "-i", str(raw_dataset / "imagesTs"), "-o", str(pred), "-d", str(DATASET_ID),
-             "-c", si_configuration, "-tr", "SuperImageTrainer_smoke", "-f", "0", "--disable_tta", "-device", "cpu"],
-            env=env)
-    images = sorted((raw_dataset / "imagesTs").glob(f"*_0000{FILE_ENDING}"))
-    assert images
+    pred, images = tmp_path / "pred", tmp_path / "images"
+    video = read_volume(sorted((raw_dataset / "imagesTs").glob(f"*_0000{FILE_ENDING}"))[0])
+    write_volume(images / f"whole_0000{FILE_ENDING}", video)
+    write_volume(images / f"short_0000{FILE_ENDING}", video[:3])  # fewer frames than one clip
+    run_cmd(["nnUNetv2_predict", "-i", str(images), "-o", str(pred), "-d", str(DATASET_ID), "-c", si_configuration,
+             "-tr", "SuperImageTrainer_smoke", "-f", "0", "--disable_tta", "-device", "cpu"], env=env)
+    images = sorted(images.iterdir())
     for image in images:
         seg = read_volume(pred / image.name.replace(f"_0000{FILE_ENDING}", FILE_ENDING))
         assert seg.shape == read_volume(image).shape  # every frame of the whole video, any length

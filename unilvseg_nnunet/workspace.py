@@ -20,6 +20,7 @@ ENTRY_POINTS = {
     "nnUNetv2_plan_and_preprocess": "nnunetv2.experiment_planning.plan_and_preprocess_entrypoints:plan_and_preprocess_entry",
     "nnUNetv2_train": "nnunetv2.run.run_training:run_training_entry",
     "nnUNetv2_predict": "nnunetv2.inference.predict_from_raw_data:predict_entry_point",
+    "nnUNetv2_predict_from_modelfolder": "nnunetv2.inference.predict_from_raw_data:predict_entry_point_modelfolder",
 }
 
 

@@ -47,6 +47,7 @@ SUMMARY = "predict_video_summary.json"
 MAX_EF_PERCENT = 90.0  # no heart empties more: a higher EF comes from a mask that lost the LV at ES
 MIN_LV_AREA_PX = 20  # an ED or ES mask with fewer LV pixels holds no LV: its "beat" is noise of an empty mask
 MAX_HF_SHARE = 0.5  # above this share of area-curve energy above 10 Hz, the curve flickers rather than beats
+MIN_MOTION = 0.5  # mean grey-level change between frames below which a video is a still: no heart moves in it
 PROVENANCE_KEYS = ("model_folder", "folds", "checkpoint")  # what must match for a finished video to be kept
 
 
@@ -91,8 +92,21 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def ef_readout(readout: dict) -> tuple[float, str | None]:
-    """The EF to report (mean over beats) and None, or NaN and the reason it is unavailable."""
+def frame_motion(frames: np.ndarray) -> float:
+    """Mean absolute grey-level change between consecutive frames (0 for a still image repeated)."""
+    if len(frames) < 2:
+        return 0.0
+    return float(np.mean([np.abs(b.astype(np.int16) - a).mean() for a, b in zip(frames[:-1], frames[1:])]))
+
+
+def ef_readout(readout: dict, motion: float = math.inf) -> tuple[float, str | None]:
+    """The EF to report (mean over beats) and None, or NaN and the reason it is unavailable.
+
+    ``motion``: the input's :func:`frame_motion`; a still video has no beat, whatever the model's
+    masks do at its borders."""
+    if motion < MIN_MOTION:
+        return math.nan, (f"the video is still (mean change between frames {motion:.2f} grey levels, below "
+                          f"{MIN_MOTION:g}): no heart beats in it")
     if not readout["beats"]:
         return math.nan, "no complete beat (an ED followed by an ES) was detected on the LV-area curve"
     hf = readout["hf_share"]
@@ -158,7 +172,8 @@ def predict_one(predictor, video_path, out_dir, fps: float | None = None, overla
         labels = resize_labels(labels, size)
     mask = (labels == LV).astype(np.uint8)  # the read-outs follow the LV (a model may segment other structures)
     readout = cardiac.video_readout(mask, fps)
-    ef, ef_reason = ef_readout(readout)
+    motion = frame_motion(frames)
+    ef, ef_reason = ef_readout(readout, motion)
     stem = video_path.stem
     write_volume(out / f"{stem}.mha", labels)
     beat_frames = {f for b in readout["beats"] for f in (b["ed"], b["es"])}
@@ -175,7 +190,7 @@ def predict_one(predictor, video_path, out_dir, fps: float | None = None, overla
               "height": int(size[0]), "width": int(size[1]), "model_frame_size": list(model_size),
               "resized": size != model_size, "header_frames": header_frames,
               "truncated": header_frames is not None and len(frames) < header_frames,
-              "ef_percent": ef, "ef_unavailable": ef_reason, **readout,
+              "frame_motion": motion, "ef_percent": ef, "ef_unavailable": ef_reason, **readout,
               "timing": {"prediction_seconds": seconds,
                          "frames_per_second": len(frames) / seconds if seconds > 0 else math.nan}}
     write_json(out / f"{stem}.json", jsonable(result))  # last: its presence marks the video finished

@@ -79,13 +79,14 @@ class PeriodWrapper(nn.Module):
 
 def build_temporal_network(configuration_manager, num_input_channels: int, num_output_channels: int,
                            deep_supervision: bool) -> nn.Module:
-    """The configuration's network (nnU-Net's builder), wrapped for its period when T > 1."""
+    """The configuration's network (nnU-Net's builder), wrapped for its period when T > 1; a super-image
+    network never has deep supervision (one full-resolution output)."""
+    clip = configuration_manager.configuration.get("unilvseg", {})
     net = get_network_from_plans(configuration_manager.network_arch_class_name,
                                  configuration_manager.network_arch_init_kwargs,
                                  configuration_manager.network_arch_init_kwargs_req_import,
-                                 num_input_channels, num_output_channels,
-                                 allow_init=True, deep_supervision=deep_supervision)
-    clip = configuration_manager.configuration.get("unilvseg", {})
+                                 num_input_channels, num_output_channels, allow_init=True,
+                                 deep_supervision=deep_supervision and clip.get("layout") != "superimage")
     period = int(clip.get("period", 1))
     if period == 1 or clip.get("layout") == "superimage":  # SuperImageNet interleaves sub-clips itself
         from unilvseg_nnunet.inference.window import video_window_net

@@ -7,28 +7,20 @@ mirroring. What differs: the network (:class:`~unilvseg_nnunet.training.superima
 the plans) has one full-resolution output, so deep supervision is off; and an encoder's ImageNet
 weights can come from a local file named in the configuration (``"unilvseg": {"encoder_weights"}``),
 loaded when either trainer starts training (never at prediction, where the checkpoint holds all weights).
-The network is built as nnU-Net builds any network from the plans (no extra period wrapper:
-SuperImageNet segments every clip at stride T of an inference window itself), for SuperImageMaskingPretrainer
-(temporal masking, head sized to the input channels) and SuperImageTrainer alike, so
-``-pretrained_weights`` hands every weight but the head from one to the other.
+The network is built by the 3D trainers' builder (:func:`~unilvseg_nnunet.training.networks.build_temporal_network`:
+nnU-Net's from the plans, no deep supervision and no period wrapper for a super image, since SuperImageNet
+segments every clip at stride T of an inference window itself), for SuperImageMaskingPretrainer (head sized to
+the input channels) and SuperImageTrainer alike, so ``-pretrained_weights`` hands every weight but the head
+from one to the other.
 """
 from __future__ import annotations
 
 import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from unilvseg_nnunet.planning.temporal import clip_settings, resolved_configuration
 from unilvseg_nnunet.training.encoders import EncoderUNet, load_encoder_weights
+from unilvseg_nnunet.training.trainers import schedules
 from unilvseg_nnunet.training.trainers.pretraining import TemporalMaskingPretrainer
-from unilvseg_nnunet.training.trainers.schedules import (
-    AdamW,
-    Budget,
-    Demo,
-    FiveEpochs,
-    NoFinalValidation,
-    NoMirroring,
-    Smoke,
-)
 from unilvseg_nnunet.training.trainers.sparse_temporal import SparseTemporalTrainer
 
 
@@ -68,13 +60,6 @@ class SuperImageTrainer(_EncoderWeights, SparseTemporalTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.enable_deep_supervision = False
 
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                                   enable_deep_supervision: bool = True):
-        """The plans' SuperImageNet, built by nnU-Net's own builder; never deep supervision."""
-        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
-                                                        num_output_channels, False)
-
 
 class SuperImageMaskingPretrainer(_EncoderWeights, TemporalMaskingPretrainer):
     """Temporal-masking self-supervision (paper §II-A) for a super-image configuration."""
@@ -84,23 +69,16 @@ class SuperImageMaskingPretrainer(_EncoderWeights, TemporalMaskingPretrainer):
         _require_superimage(plans, configuration)
         super().__init__(plans, configuration, fold, dataset_json, device)
 
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                                   enable_deep_supervision: bool = True):
-        """The SI network with as many outputs as input channels (reconstruction)."""
-        return nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
-                                                        num_input_channels, False)
 
-
-class SuperImageMaskingPretrainer_5epochs(FiveEpochs, SuperImageMaskingPretrainer):
+class SuperImageMaskingPretrainer_5epochs(schedules.FiveEpochs, SuperImageMaskingPretrainer):
     pass
 
 
-class SuperImageMaskingPretrainer_smoke(Smoke, SuperImageMaskingPretrainer):
+class SuperImageMaskingPretrainer_smoke(schedules.Smoke, SuperImageMaskingPretrainer):
     pass
 
 
-class SuperImageMaskingPretrainer_budget(Budget, SuperImageMaskingPretrainer):
+class SuperImageMaskingPretrainer_budget(schedules.Budget, SuperImageMaskingPretrainer):
     """For a time budget (see schedules.TimeBudget)."""
 
 
@@ -110,21 +88,21 @@ class SuperImageTrainer_DiceOnly(SuperImageTrainer):
     weight_ce = 0.0
 
 
-class SuperImageTrainer_AdamW(AdamW, SuperImageTrainer):
+class SuperImageTrainer_AdamW(schedules.AdamW, SuperImageTrainer):
     """The paper's optimiser (AdamW, lr 3e-4, weight decay 1e-5)."""
 
 
-class SuperImageTrainer_5epochs(FiveEpochs, SuperImageTrainer):
+class SuperImageTrainer_5epochs(schedules.FiveEpochs, SuperImageTrainer):
     pass
 
 
-class SuperImageTrainer_smoke(Smoke, NoMirroring, SuperImageTrainer):
+class SuperImageTrainer_smoke(schedules.Smoke, schedules.NoMirroring, SuperImageTrainer):
     """Smoke schedule without mirroring: tests."""
 
 
-class SuperImageTrainer_budget(Budget, SuperImageTrainer):
+class SuperImageTrainer_budget(schedules.Budget, SuperImageTrainer):
     """For a time budget (see schedules.TimeBudget), as nnUNetTrainer_budget."""
 
 
-class SuperImageTrainer_demo(Demo, NoMirroring, NoFinalValidation, SuperImageTrainer):
+class SuperImageTrainer_demo(schedules.Demo, schedules.NoMirroring, schedules.NoFinalValidation, SuperImageTrainer):
     """The CPU demo's time budget (see schedules.Demo), no mirroring, no final validation."""
