@@ -174,7 +174,8 @@ def inference_rows(r: dict, label: str) -> tuple[list[str], list[str]]:
                   "video finished to the last (runs of several videos). Start-up = wall time − frames / steady rate of the "
                   "same model and path (interpreter, imports, model loading, first-call costs, final writes). Whole-video "
                   "configurations compute every frame about once (one pass up to 256 frames, overlapping windows beyond), "
-                  "stock 2d one 112x112 tile per frame, the super image each frame twice (nnU-Net's step 0.5). Peak RSS = "
+                  "stock 2d one 112x112 tile per frame, the super image each frame in all F clips that hold it (F grid "
+                  "positions) and twice over (nnU-Net's step 0.5 along time). Peak RSS = "
                   "largest process (`ru_maxrss`); process tree = peak sum of proportional set sizes over the command's "
                   "processes (sampled every 0.25 s)."]
     return summary, table
