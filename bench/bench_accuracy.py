@@ -130,11 +130,16 @@ def prepare(setting: Setting, args, env: dict) -> Path:
     return raw
 
 
+def run_dir(args, setting: Setting, seed: int) -> Path:
+    """Cache folder of one seed's models and predictions: a model trained with another budget is never reused."""
+    return args.workdir / setting.name / f"budget{args.budget:g}" / f"seed{seed}"
+
+
 def train(model: Model, setting: Setting, seed: int, args, env: dict) -> tuple[Path, dict]:
     """Train one model (its pretraining first, if any) with the budget; return its folder and training record."""
-    results = args.workdir / setting.name / f"seed{seed}" / "results"
+    results = run_dir(args, setting, seed) / "results"
     env = dict(env, nnUNet_results=str(results), **{BUDGET_ENV: str(args.budget)})
-    log = args.workdir / setting.name / f"seed{seed}" / "logs"
+    log = run_dir(args, setting, seed) / "logs"
     log.mkdir(parents=True, exist_ok=True)
     cmd = ["nnUNetv2_train", str(setting.dataset_id), model.configuration, "0", "-tr", model.trainer, "-device", "cpu"]
     folder = results / dataset_name(setting) / f"{model.trainer}__nnUNetPlans__{model.configuration}"
@@ -157,7 +162,7 @@ def train(model: Model, setting: Setting, seed: int, args, env: dict) -> tuple[P
 
 def predict_and_score(model: Model, folder: Path, setting: Setting, seed: int, args, env: dict) -> dict:
     """nnUNetv2_predict of the test split with the README's flags, then ``unilvseg evaluate``; returns its summary."""
-    sub = args.workdir / setting.name / f"seed{seed}" / "eval" / common_slug(model.name)
+    sub = run_dir(args, setting, seed) / "eval" / common_slug(model.name)
     pred, out = sub / "pred", sub / "eval"
     if not (out / "summary.json").is_file():
         env = dict(env, nnUNet_results=str(folder.parents[1]))
