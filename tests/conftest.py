@@ -41,19 +41,17 @@ def nnunet_accepts(raw_dir: Path) -> None:
 
 
 def references_as_predictions(raw_dir: Path, out: Path) -> Path:
-    """The test split's label volumes written as a model would predict them (untraced frames background):
-    a prediction every metric scores as perfect on the traced frames."""
-    import json
+    """The test split's label volumes written as a model would predict them (untraced frames background, the
+    references' spacing): a prediction every metric scores as perfect on the traced frames."""
+    from unilvseg_nnunet.data.dataset import structure_labels, subset_cases
+    from unilvseg_nnunet.files import read_volume_spacing, write_volume
 
-    from unilvseg_nnunet.data.dataset import file_ending
-    from unilvseg_nnunet.files import read_volume, write_volume
-
-    ignore = json.loads((raw_dir / "dataset.json").read_text())["labels"]["ignore"]
-    ending = file_ending(raw_dir)
-    for label in sorted((raw_dir / "labelsTs").glob(f"*{ending}")):
-        volume = read_volume(label)
+    _, ignore = structure_labels(raw_dir)
+    labels, cases, ending = subset_cases(raw_dir, "imagesTs")
+    for case in cases:
+        volume, spacing = read_volume_spacing(labels / f"{case}{ending}")
         volume[volume == ignore] = 0
-        write_volume(out / label.name, volume)
+        write_volume(out / f"{case}{ending}", volume, spacing)
     return out
 
 
