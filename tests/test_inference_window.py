@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from unilvseg_nnunet.inference.precision import ENV
 from unilvseg_nnunet.inference.predictor import nonzero_box, zscore_stats
 from unilvseg_nnunet.inference.window import (
     VideoWindowNet,
@@ -18,6 +19,12 @@ from unilvseg_nnunet.inference.window import (
 
 WINDOW = {"max_frames": 64, "overlap": 20, "margin": 5}
 LENGTHS = [1, 5, 63, 64, 65, 128, 200, 517]  # shorter than, equal to, just over and many times the window
+
+
+@pytest.fixture(autouse=True)
+def float32_inference(monkeypatch):
+    """Outputs here are compared with float32 references; bfloat16 inference is tested in test_precision.py."""
+    monkeypatch.setenv(ENV, "0")
 
 
 class _Decoder:

@@ -129,3 +129,34 @@ def test_factorized_convolution_is_an_in_plane_then_temporal_convolution():
     assert conv(x).shape == full(x).shape == (1, 4, 6, 4, 4)
     plain = FactorizedConv3d(4, 2, 1, 1, 0)
     assert plain.temporal is None and plain.kernel_size == (1, 1, 1)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_inference_runs_in_bfloat16_where_the_cpu_computes_it(monkeypatch, native):
+    """Eval passes on a CPU with native bfloat16 run under autocast and return float32 logits close to float32
+    inference; without it, with the switch off, and in training, everything stays float32."""
+    from unilvseg_nnunet.inference import precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    torch.manual_seed(0)
+    net = build_temporal_network(_configuration("unet_s", frames=8), 1, 2, deep_supervision=False).eval()
+    seen = []
+    first_conv = next(m for m in net.modules() if isinstance(m, FactorizedConv3d))
+    first_conv.register_forward_hook(lambda m, inp, out: seen.append(out.dtype))
+    t = torch.arange(40.0)
+    x = (torch.sin(2 * torch.pi * t / 20)[:, None, None] * torch.linspace(-1, 1, 48)[None, :, None]
+         + 0.3 * torch.randn(40, 48, 48))[None, None]
+    with torch.no_grad():
+        monkeypatch.setenv(precision.ENV, "0")
+        reference = net(x)
+        monkeypatch.setenv(precision.ENV, "1")
+        y = net(x)
+        trained = net.train()(x[:, :, :8])
+    assert y.dtype == reference.dtype == trained.dtype == torch.float32
+    if not native:
+        assert seen == [torch.float32] * 3 and torch.equal(y, reference)
+        return
+    assert seen == [torch.float32, torch.bfloat16, torch.float32]
+    assert (y - reference).abs().max() < 0.05 * reference.abs().max()
+    assert (y.argmax(1) == reference.argmax(1)).float().mean() > 0.98

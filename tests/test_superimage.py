@@ -10,8 +10,15 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
+from unilvseg_nnunet.inference.precision import ENV
 from unilvseg_nnunet.planning.superimage import configuration_name, superimage_configuration
 from unilvseg_nnunet.training.superimage import SuperImageNet, clip_indices, grid_side, tile, untile
+
+
+@pytest.fixture(autouse=True)
+def float32_inference(monkeypatch):
+    """Outputs here are compared with float32 references; bfloat16 inference is tested in test_precision.py."""
+    monkeypatch.setenv(ENV, "0")
 
 
 def tiny_unet_kwargs(n_stages: int = 3) -> dict:

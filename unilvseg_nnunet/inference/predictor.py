@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from unilvseg_nnunet.errors import UnilvsegError
+from unilvseg_nnunet.inference.precision import inference_autocast
 from unilvseg_nnunet.inference.window import VideoWindowNet, iter_blended
 from unilvseg_nnunet.training import TRAINER_FOLDER
 
@@ -169,7 +170,6 @@ def segment_streaming(predictor, frames: np.ndarray) -> np.ndarray | None:
     to float rounding.
     """
     import torch
-    from nnunetv2.utilities.helpers import dummy_context
 
     x = np.moveaxis(frames, -1, 0) if frames.ndim == 4 else frames[None]  # (C, F, H, W), a view
     labels = np.zeros(x.shape[1:], np.uint8)
@@ -195,14 +195,14 @@ def segment_streaming(predictor, frames: np.ndarray) -> np.ndarray | None:
         xw = torch.from_numpy(np.pad(window, pad))[None].to(device)  # zeros around, as nnU-Net pads to the patch
         total = None
         for inner in nets:
-            y = inner(xw)
+            y = inner(xw).float()
             for f in flips:
-                y += torch.flip(inner(torch.flip(xw, f)), f)
+                y += torch.flip(inner(torch.flip(xw, f)), f).float()
             total = y if total is None else total + y
         return total / (len(nets) * (len(flips) + 1))
 
     out = labels[box]
-    autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else dummy_context()
+    autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else inference_autocast(device)
     with torch.inference_mode(), autocast:
         for start, stop, y in iter_blended(net.windows(hi - lo), net.margin, predict):
             out[lo + start:lo + stop] = y[inside][0].argmax(0).to(torch.uint8).cpu().numpy()

@@ -16,6 +16,9 @@ in one tile, and :class:`VideoWindowNet` does the rest:
   combination of predictions made away from window edges, and a frame costs at most
   ``max_frames / (max_frames - overlap)`` network passes.
 
+Inference passes run under :func:`~unilvseg_nnunet.inference.precision.inference_autocast` (bfloat16 on a
+CPU that computes it natively) and return float32 logits.
+
 Padding frames get zero logits (background); a video frame that is exactly 0 everywhere after
 normalisation at the very start or end of a video (a featureless frame exactly at the video's
 mean grey) is treated the same way.
@@ -26,6 +29,8 @@ import math
 
 import torch
 from torch import nn
+
+from unilvseg_nnunet.inference.precision import inference_autocast
 
 
 def plan_windows(n_frames: int, max_frames: int, overlap: int) -> list[tuple[int, int]]:
@@ -114,16 +119,17 @@ class VideoWindowNet(nn.Module):
     def forward(self, x: torch.Tensor):
         if self.training or getattr(self.net.decoder, "deep_supervision", False):
             return self.net(x)
-        lo, hi = content_range(x)
-        if (lo, hi) == (0, x.shape[2]) and hi <= self.max_frames:
-            return self.net(x)
-        out = None
-        for start, stop, y in iter_blended(self.windows(hi - lo), self.margin,
-                                           lambda a, b: self.net(x[:, :, lo + a:lo + b])):
-            if out is None:
-                out = y.new_zeros((*y.shape[:2], x.shape[2], *y.shape[3:]))
-            out[:, :, lo + start:lo + stop] = y
-        return out
+        with inference_autocast(x.device):
+            lo, hi = content_range(x)
+            if (lo, hi) == (0, x.shape[2]) and hi <= self.max_frames:
+                return self.net(x).float()
+            out = None
+            for start, stop, y in iter_blended(self.windows(hi - lo), self.margin,
+                                               lambda a, b: self.net(x[:, :, lo + a:lo + b]).float()):
+                if out is None:
+                    out = y.new_zeros((*y.shape[:2], x.shape[2], *y.shape[3:]))
+                out[:, :, lo + start:lo + stop] = y
+            return out
 
 
 def video_window_net(net: nn.Module, settings: dict | None) -> nn.Module:

@@ -10,7 +10,8 @@ each frame, the outputs of all clips that hold it. Neighbouring frames are thus 
 with one clip per sub-clip phase (D = F*T) frames t and t+1 came from different super images,
 at different grid positions, and the area curve jittered at fps/T; in a window of 2*F*T frames
 (the planned default) every frame of the window's centre is predicted at all F grid positions,
-and the output is the same function of the video at every such frame (shifted in time).
+and the output is the same function of the video at every such frame (shifted in time). Those
+passes run under :func:`~unilvseg_nnunet.inference.precision.inference_autocast`.
 
 :func:`superimage_configuration` adds such a configuration to a dataset's plans; the 2D network
 (nnU-Net's U-Net by default, or an encoder of :mod:`unilvseg_nnunet.training.encoders`) and the batch size
@@ -20,11 +21,14 @@ from __future__ import annotations
 
 import math
 import pydoc
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from unilvseg_nnunet.inference.precision import inference_autocast
 
 NETWORK_CLASS = "unilvseg_nnunet.training.superimage.SuperImageNet"
 
@@ -145,7 +149,8 @@ class SuperImageNet(nn.Module):
         index = clip_indices(window, self.frames, self.period).to(x.device)
         out = None
         for rows in index.split(max(1, self.clips_per_pass // batch)):
-            y = self.segment_clips(x[:, :, rows].transpose(1, 2).flatten(0, 1))  # (B*U, K, F, H, W), clips b-major
+            with inference_autocast(x.device) if not self.training else nullcontext():
+                y = self.segment_clips(x[:, :, rows].transpose(1, 2).flatten(0, 1)).float()  # (B*U, K, F, H, W)
             y = y.unflatten(0, (batch, -1)).transpose(1, 2).flatten(2, 3)  # (B, K, U*F, H, W), frames as in rows
             if out is None:
                 out = y.new_zeros((batch, y.shape[1], window, *y.shape[3:]))
