@@ -19,6 +19,8 @@ record. Every model then predicts the test split with ``nnUNetv2_predict`` and t
     python bench/bench_accuracy.py                     # 3 seeds, 3 settings, 150 s per training (about 2.5 h on 2 cores)
     python bench/bench_accuracy.py --settings artefacts --seeds 2 --videos 18 --frames 50 90   # quick: 35 min
     python bench/bench_accuracy.py --seeds 5 --budget 300 --videos 60
+    python bench/bench_accuracy.py --settings clean --models 2d 3d --seeds 1 --budget 600 --videos 18 --frames 50 90 \
+        --out bench_out/budget600 --no-docs            # two models at a longer budget; BENCHMARKS.md untouched
     python bench/bench_accuracy.py --small             # checks the script end to end in minutes
     python bench/bench_accuracy.py --report-only       # rewrite BENCHMARKS.md, README and the figure from results
 
@@ -56,6 +58,7 @@ MARK = ("<!-- bench_accuracy:start -->", "<!-- bench_accuracy:end -->")
 @dataclass(frozen=True)
 class Model:
     name: str
+    key: str  # what --models takes
     configuration: str
     trainer: str
     pretrainer: str | None = None
@@ -63,10 +66,10 @@ class Model:
 
 # The `_demo` variants: the time budget, no mirroring, no final validation (the test split is scored instead)
 MODELS = [
-    Model("nnU-Net 2d (stock)", "2d", "nnUNetTrainer_demo"),
-    Model("Ours 3D", TEMPORAL, "SparseTemporalTrainer_demo"),
-    Model("Ours 3D + SSL", TEMPORAL, "SparseTemporalTrainer_demo", pretrainer="TemporalMaskingPretrainer_demo"),
-    Model("Ours SI", SUPERIMAGE, "SuperImageTrainer_demo"),
+    Model("nnU-Net 2d (stock)", "2d", "2d", "nnUNetTrainer_demo"),
+    Model("Ours 3D", "3d", TEMPORAL, "SparseTemporalTrainer_demo"),
+    Model("Ours 3D + SSL", "3d_ssl", TEMPORAL, "SparseTemporalTrainer_demo", pretrainer="TemporalMaskingPretrainer_demo"),
+    Model("Ours SI", "si", SUPERIMAGE, "SuperImageTrainer_demo"),
 ]
 
 
@@ -215,7 +218,8 @@ def run(args, path: Path) -> dict:
         runs = []
         result["settings"][setting.name] = {"setting": setting.__dict__, "seeds": args.seeds, "runs": runs}
         for seed in range(args.seeds):
-            for model in [m for m in MODELS if not setting.models or m.name in setting.models]:
+            for model in [m for m in MODELS if (not setting.models or m.name in setting.models)
+                          and (not args.models or m.key in args.models)]:
                 t0 = time.perf_counter()
                 try:
                     folder, record = train(model, setting, seed, args, env)
@@ -358,7 +362,9 @@ def replace_block(path: Path, text: str) -> None:
     write_text(path, doc[:start] + "\n" + text + doc[end:])
 
 
-def report(result: dict, out: Path) -> None:
+def report(result: dict, out: Path, docs: bool = True) -> None:
+    """Print the table; write the figure and the table into BENCHMARKS.md and README.md (``docs``), else the figure
+    into ``out``."""
     mach = result["machine"]
     header = (f"`{result['command']}` on {mach['cpu']} ({mach['cores']} cores), {mach['date_utc']}; load average "
               f"{mach['load_average_start']:.2f} at the start, {mach['load_average_end']:.2f} at the end. Budget: "
@@ -366,9 +372,10 @@ def report(result: dict, out: Path) -> None:
               f"another {result['budget_s']:g} s), models taking turns; {result['videos']} phantom videos of "
               f"{result['frames'][0]}-{result['frames'][1]} frames per setting. Mean ± SD over the seeds. "
               f"DSC in percent on every frame of the test videos against the phantom's truth.\n\n")
-    text = header + table(result) + f"\n![area curves and spectra]({FIGURE.relative_to(common.REPO)})\n"
-    figure(result, FIGURE)
-    for doc in (common.REPO / "BENCHMARKS.md", common.REPO / "README.md"):
+    fig = FIGURE if docs else out / FIGURE.name
+    text = header + table(result) + f"\n![area curves and spectra]({fig.relative_to(common.REPO) if docs else fig})\n"
+    figure(result, fig)
+    for doc in (common.REPO / "BENCHMARKS.md", common.REPO / "README.md") if docs else ():
         if MARK[0] in doc.read_text():
             replace_block(doc, text)
     print(text)
@@ -382,6 +389,10 @@ def main() -> int:
     p.add_argument("--videos", type=int, default=24, help="phantom videos per setting (default 24)")
     p.add_argument("--frames", type=int, nargs=2, default=(60, 110), help="frames per video, min max (default 60 110)")
     p.add_argument("--settings", nargs="+", default=[s.name for s in SETTINGS], choices=[s.name for s in SETTINGS])
+    p.add_argument("--models", nargs="+", choices=[m.key for m in MODELS],
+                   help="train and score only these models (default: each setting's own list)")
+    p.add_argument("--no-docs", action="store_true",
+                   help="print the table and write the figure under --out; leave BENCHMARKS.md and README.md as they are")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from bench_out/accuracy.json")
     args = p.parse_args()
     if args.small:
@@ -392,7 +403,7 @@ def main() -> int:
         run(args, path)
     result = json.loads(path.read_text())
     if not args.small:
-        report(result, args.out)
+        report(result, args.out, docs=not args.no_docs)
     else:
         print(table(result))
     return 0
