@@ -23,7 +23,7 @@ LENGTHS = [1, 5, 63, 64, 65, 128, 200, 517]  # shorter than, equal to, just over
 
 @pytest.fixture(autouse=True)
 def float32_inference(monkeypatch):
-    """Outputs here are compared with float32 references; bfloat16 inference is tested in test_precision.py."""
+    """Outputs here are compared with float32 references; bfloat16 inference is tested in test_networks.py."""
     monkeypatch.setenv(ENV, "0")
 
 

@@ -17,7 +17,7 @@ from unilvseg_nnunet.training.superimage import SuperImageNet, clip_indices, gri
 
 @pytest.fixture(autouse=True)
 def float32_inference(monkeypatch):
-    """Outputs here are compared with float32 references; bfloat16 inference is tested in test_precision.py."""
+    """Outputs here are compared with float32 references; bfloat16 inference is tested in test_networks.py."""
     monkeypatch.setenv(ENV, "0")
 
 
