@@ -3,6 +3,8 @@ dataset converted and preprocessed once per session, and tiny trained models bui
 real nnU-Net commands on CPU. Fixtures are lazy: a test pays only for what it asks for."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -17,11 +19,36 @@ DATASET_NAME = f"Dataset{DATASET_ID:03d}_Phantom"
 
 
 def run_cmd(args: list[str], env: dict | None = None, timeout: int = 900) -> str:
-    """Run a workspace command (nnU-Net's or ours, this interpreter); fail the test with its output."""
+    """Run a workspace command with ``env`` and return its output; fail the test with its output. nnU-Net's commands
+    run as their own process (this interpreter); ``unilvseg`` runs its subcommand in this process, as its console
+    script would, without the seconds a new interpreter spends importing torch."""
+    env = env if env is not None else dict(os.environ)
+    if args[0] == "unilvseg":
+        return _run_unilvseg_here([str(a) for a in args[1:]], env)
     try:
-        return workspace.run(args, env if env is not None else dict(os.environ), timeout=timeout)
+        return workspace.run(args, env, timeout=timeout)
     except workspace.CommandError as e:
         pytest.fail(str(e))
+
+
+def _run_unilvseg_here(argv: list[str], env: dict) -> str:
+    from unilvseg_nnunet.cli import main
+
+    saved, out = dict(os.environ), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse
+                code = e.code
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if code:
+        pytest.fail(f"unilvseg {' '.join(argv)} exited with {code}:\n{out.getvalue()[-4000:]}")
+    return out.getvalue()
 
 
 @pytest.fixture(scope="session")

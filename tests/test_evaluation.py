@@ -18,6 +18,7 @@ from unilvseg_nnunet.data.dataset import (
     write_case_metadata,
 )
 from unilvseg_nnunet.errors import UnilvsegError
+from unilvseg_nnunet.evaluation import cardiac
 from unilvseg_nnunet.evaluation import scoring as evaluation
 from unilvseg_nnunet.files import write_json, write_volume
 
@@ -140,8 +141,15 @@ def test_dataset_id_lookup(tmp_path, monkeypatch):
     raw, truth = make_dataset(tmp_path, n=2)
     monkeypatch.setenv("nnUNet_raw", str(tmp_path))
     assert resolve_raw_dataset("987") == raw
-    with pytest.raises(UnilvsegError, match="no such dataset"):
+    assert resolve_raw_dataset(raw.name) == raw
+    with pytest.raises(UnilvsegError, match="-d 555: no such dataset"):
         resolve_raw_dataset("555")
+    (tmp_path / "Dataset987_Other").mkdir()
+    with pytest.raises(UnilvsegError, match="several datasets: Dataset987_"):
+        resolve_raw_dataset("987")
+    monkeypatch.delenv("nnUNet_raw")
+    with pytest.raises(UnilvsegError, match="nnUNet_raw is not set"):
+        resolve_raw_dataset("987")
 
 
 def test_bad_inputs_name_the_file_and_keep_previous_outputs(tmp_path, capsys):
@@ -257,6 +265,11 @@ def test_evaluate_scores_every_frame_with_dense_truth(tmp_path):
     cols = header.split(",")
     assert {"dense_dsc", "dense_dsc_corrupted", "dense_worst_dsc", "dense_hf_ratio", "dense_ef_beat_mae"} <= set(cols)
     assert float(rows[0].split(",")[cols.index("dense_dsc_clean")]) == 1.0
+    # the truth's own ED/ES beside the detected ones, so that each event's offset can be read from the file
+    ed, es = cardiac.detect_ed_es(cardiac.area_curve(truth["case0"]), FPS)
+    row = rows[0].split(",")
+    assert len(ed) >= 2 and row[cols.index("dense_ed_truth")] == " ".join(map(str, ed))
+    assert row[cols.index("dense_es_truth")] == " ".join(map(str, es))
     frames = (out / "per_frame_dense.csv").read_text().splitlines()
     assert frames[0] == "case,frame,artefacts,dice,area_pred,area_truth" and len(frames) == 1 + 300
     assert frames[1 + 61].split(",")[:3] == ["case0", "61", "shadow+blur"]

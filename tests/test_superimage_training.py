@@ -54,7 +54,8 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
     write_volume(images / f"whole_0000{FILE_ENDING}", video)
     write_volume(images / f"short_0000{FILE_ENDING}", video[:3])  # fewer frames than one clip
     run_cmd(["nnUNetv2_predict", "-i", str(images), "-o", str(pred), "-d", str(DATASET_ID), "-c", si_configuration,
-             "-tr", "SuperImageTrainer_smoke", "-f", "0", "--disable_tta", "-device", "cpu"], env=env)
+             "-tr", "SuperImageTrainer_smoke", "-f", "0", "--disable_tta", "-device", "cpu", "-npp", "1", "-nps", "1"],
+            env=env)
     images = sorted(images.iterdir())
     for image in images:
         seg = read_volume(pred / image.name.replace(f"_0000{FILE_ENDING}", FILE_ENDING))

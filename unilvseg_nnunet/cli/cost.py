@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from unilvseg_nnunet.errors import UnilvsegError
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--encoders", action="store_true", help="cost of the SI network with every encoder (Table IV)")
@@ -27,21 +29,18 @@ def run(args) -> int:
     from unilvseg_nnunet.evaluation.cost import configuration_table, encoder_costs, encoder_table, network_cost
 
     if not (args.encoders or args.dataset or args.model_folders):
-        print("unilvseg cost: give --encoders, -d DATASET -c CONFIG..., or -m MODEL_FOLDER...")
-        return 2
+        raise UnilvsegError("give --encoders, -d DATASET -c CONFIG..., or -m MODEL_FOLDER...")
     if args.encoders:
         rows = encoder_costs(args.frames, args.period, args.size, args.in_channels, args.classes)
         print(encoder_table(rows, args.frames, args.period, args.size, args.in_channels, args.classes))
         print()
     rows = []
     if args.dataset:
-        from nnunetv2.paths import nnUNet_preprocessed
-        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+        from unilvseg_nnunet.data.dataset import dataset_folder
 
         if not args.configurations:
-            print("unilvseg cost: -d needs -c CONFIGURATION ...")
-            return 2
-        plans = Path(nnUNet_preprocessed) / maybe_convert_to_dataset_name(args.dataset) / f"{args.plans}.json"
+            raise UnilvsegError("-d needs -c CONFIGURATION ...")
+        plans = dataset_folder(args.dataset, "nnUNet_preprocessed") / f"{args.plans}.json"
         rows += [(c, network_cost(plans, c, trainer=args.trainer)) for c in args.configurations]
     rows += [(Path(m).name, network_cost(m)) for m in args.model_folders]
     if rows:

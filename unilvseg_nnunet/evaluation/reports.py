@@ -25,7 +25,8 @@ PER_VIDEO_COLUMNS = ("case", "num_frames", "fps", "dsc_overall", "dsc_ed", "dsc_
 # every-frame scores (empty without a dense truth)
 DENSE_VIDEO_COLUMNS = tuple(f"dense_{k}" for k in (
     "dsc", "dsc_corrupted", "dsc_clean", "n_corrupted", "worst_dsc", "worst_frame", "hf_share_truth", "hf_ratio",
-    "jitter_truth", "jitter_ratio", "ed_error", "es_error", "n_beats_truth", "n_beats_matched", "ef_beat_mae"))
+    "jitter_truth", "jitter_ratio", "ed_truth", "es_truth", "ed_error", "es_error", "n_beats_truth", "n_beats_matched",
+    "ef_beat_mae"))
 PER_FRAME_DENSE_COLUMNS = ("case", "frame", "artefacts", "dice", "area_pred", "area_truth")
 
 
@@ -232,7 +233,8 @@ def _dense_columns(d: dict | None) -> list:
     ef = np.abs(np.asarray(d["ef_beat_errors"], float))
     return [d["dsc"]["all"], d["dsc"]["corrupted"], d["dsc"]["clean"], d["sums"]["corrupted"]["n_frames"],
             d["worst_dsc"], d["worst_frame"], d["hf_share_truth"], d["hf_ratio"],
-            d["jitter_truth"], d["jitter_ratio"], d["ed_error"], d["es_error"], d["n_beats_truth"],
+            d["jitter_truth"], d["jitter_ratio"], " ".join(map(str, d["ed_truth"])), " ".join(map(str, d["es_truth"])),
+            d["ed_error"], d["es_error"], d["n_beats_truth"],
             d["n_beats_matched"], float(np.nanmean(ef)) if np.isfinite(ef).any() else math.nan]
 
 
