@@ -36,11 +36,11 @@ def run(args) -> int:
         print()
     rows = []
     if args.dataset:
-        from unilvseg_nnunet.data.dataset import dataset_folder
+        from unilvseg_nnunet.planning.temporal import load_dataset_plans
 
         if not args.configurations:
             raise UnilvsegError("-d needs -c CONFIGURATION ...")
-        plans = dataset_folder(args.dataset, "nnUNet_preprocessed") / f"{args.plans}.json"
+        plans = load_dataset_plans(args.dataset, args.plans)[0]
         rows += [(c, network_cost(plans, c, trainer=args.trainer)) for c in args.configurations]
     rows += [(Path(m).name, network_cost(m)) for m in args.model_folders]
     if rows:

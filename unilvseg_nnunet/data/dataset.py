@@ -94,31 +94,23 @@ class DatasetError(UnilvsegError):
     """A raw dataset that cannot be found or read; the message names the folder or file."""
 
 
-def dataset_folder(dataset: str | int, variable: str) -> Path:
-    """The folder of an nnU-Net dataset given by id (``901``) or name (``Dataset901_Phantom``) under the folder that
-    the environment variable ``variable`` names *now* (``nnUNet_raw``, ``nnUNet_preprocessed``); nnU-Net's own
-    lookup reads the variables once, when nnunetv2 is first imported."""
-    root = os.environ.get(variable)
-    if not root:
-        raise DatasetError(f"-d {dataset}: {variable} is not set (export it, as for nnU-Net's own commands)")
-    name = str(dataset)
-    if name.isdigit():
-        prefix = f"Dataset{int(name):03d}_"
-        found = sorted(p.name for p in Path(root).glob(prefix + "*") if p.is_dir())
-        if len(found) != 1:
-            raise DatasetError(f"-d {dataset}: " + (f"no such dataset (no folder {prefix}* under {variable}={root})"
-                                                    if not found else f"several datasets: {', '.join(found)}"))
-        name = found[0]
-    folder = Path(root) / name
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: dataset folder not found")
-    return folder
-
-
 def resolve_raw_dataset(dataset: str | os.PathLike) -> Path:
     """A raw dataset folder, given as a path or as an nnU-Net dataset id/name under $nnUNet_raw."""
     p = Path(dataset)
-    return p if p.is_dir() else dataset_folder(str(dataset), "nnUNet_raw")
+    if p.is_dir():
+        return p
+    raw = os.environ.get("nnUNet_raw")
+    if not raw:
+        raise DatasetError(f"{dataset}: not a folder, and nnUNet_raw is not set to look it up as a dataset id")
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    try:
+        name = maybe_convert_to_dataset_name(str(dataset))
+    except (RuntimeError, ValueError) as e:
+        raise DatasetError(f"{dataset}: no such dataset under nnUNet_raw={raw} ({str(e).splitlines()[0]})") from None
+    p = Path(raw) / name
+    if not p.is_dir():
+        raise DatasetError(f"{p}: raw dataset folder not found")
+    return p
 
 
 def file_ending(raw_dir: str | os.PathLike) -> str:

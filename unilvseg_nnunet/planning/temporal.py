@@ -38,7 +38,6 @@ from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_en
 from nnunetv2.utilities.json_export import recursive_fix_for_json_export
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from unilvseg_nnunet.data.dataset import dataset_folder
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.files import write_json
 
@@ -261,7 +260,15 @@ def load_dataset_plans(dataset: str, plans_name: str = "nnUNetPlans",
                        base: str = "3d_fullres") -> tuple[Path, dict, dict, dict]:
     """(plans path, plans, dataset.json, fingerprint) of a preprocessed dataset (id or name under
     $nnUNet_preprocessed)."""
-    folder = dataset_folder(dataset, "nnUNet_preprocessed")
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    root = os.environ.get("nnUNet_preprocessed")
+    if not root:
+        raise UnilvsegError("nnUNet_preprocessed is not set (export it, as for nnUNetv2_plan_and_preprocess)")
+    try:
+        folder = Path(root) / maybe_convert_to_dataset_name(str(dataset))
+    except (RuntimeError, ValueError) as e:
+        raise UnilvsegError(f"-d {dataset}: no such dataset ({str(e).splitlines()[0]})") from None
     plans_path = folder / f"{plans_name}.json"
     if not plans_path.is_file():
         raise UnilvsegError(f"{plans_path}: no plans; run nnUNetv2_plan_and_preprocess -d {dataset} -c {base} first")
