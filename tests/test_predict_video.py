@@ -228,7 +228,7 @@ def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_
 
     for k, v in nnunet_env.items():
         monkeypatch.setenv(k, v)
-    # float32 throughout, here and in nnUNetv2_predict: window logic is compared pixel for pixel (the first window
+    # float32 throughout, here and in nnU-Net's predictor: window logic is compared pixel for pixel (the first window
     # alone is normalised with its own statistics, which bfloat16 rounding amplifies for a smoke-trained model)
     monkeypatch.setenv(precision.ENV, "0")
     # windows of 72 frames overlapping by 24 (the plans' default is 256 and 32): a phantom video of 3 test videos
@@ -254,15 +254,19 @@ def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_
     piece = segment(predictor, long[lo:hi])
     assert lo == 0 and next_lo >= 24 and (piece[:next_lo] == windowed[:next_lo]).mean() > 0.999
 
-    # nnU-Net's own prediction with no flag but --disable_tta gives the same masks (its tile holds the whole video),
+    # nnU-Net's own prediction with its defaults but TTA off (nnUNetv2_predict --disable_tta; here its predictor in
+    # this process, without the command's worker processes) gives the same masks (its tile holds the whole video),
     # and a mask for every frame of a video shorter than a training clip
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
     images, out = tmp_path / "images", tmp_path / "pred"
     write_volume(images / "long_0000.mha", long)
     write_volume(images / "short_0000.mha", long[:5])
-    from conftest import run_cmd
-
-    run_cmd(["nnUNetv2_predict_from_modelfolder", "-i", str(images), "-o", str(out), "-m", str(model), "-f", "0",
-             "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env={**nnunet_env, precision.ENV: "0"})
+    stock = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    stock.initialize_from_trained_model_folder(str(model), (0,))
+    out.mkdir()  # the sequential path, unlike predict_from_files, does not create it (nnU-Net 2.8.1)
+    stock.predict_from_files_sequential(str(images), str(out))
     assert (read_volume(out / "long.mha") == windowed).mean() > 0.999  # nnU-Net accumulates logits in float16
     short = read_volume(out / "short.mha")
     assert short.shape == long[:5].shape and set(np.unique(short)) <= {0, 1}
