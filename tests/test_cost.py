@@ -38,3 +38,15 @@ def test_planned_configurations_cost(preprocessed_dataset, nnunet_env):
     assert three_d["gflops_per_frame"] == pytest.approx(three_d["gflops"] / three_d["patch_size"][0])
     out = run_cmd(["unilvseg", "cost", "-d", str(DATASET_ID), "-c", "2d"], env=nnunet_env)
     assert "| 2d | 112x112 | 7.77 |" in out
+
+
+def test_cost_command_errors_name_what_is_missing(tmp_path, monkeypatch, capsys):
+    """Bad arguments: one message in the subcommands' style, exit status 2, no traceback."""
+    from unilvseg_nnunet.cli import main
+
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    for argv, message in ((["cost"], "give --encoders, -d DATASET"), (["cost", "-d", "901"], "-d needs -c"),
+                          (["cost", "-d", "555", "-c", "2d"], "-d 555: no such dataset")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"unilvseg cost: error: {message}") and "Traceback" not in err

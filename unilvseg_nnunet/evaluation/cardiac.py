@@ -131,13 +131,19 @@ def smooth_area(area: np.ndarray, fps: float) -> np.ndarray:
     return ndimage.gaussian_filter1d(area, sigma, mode="nearest") if sigma > 0.3 else area
 
 
+def min_prominence(smoothed: np.ndarray) -> float:
+    """The prominence an extremum of the smoothed area curve needs to count as ED or ES: a share of the curve's
+    5-95 % range, at least a share of its mean area."""
+    lo, hi = np.percentile(smoothed, [5, 95])
+    return max(MIN_PROMINENCE_RANGE * (hi - lo), MIN_PROMINENCE_MEAN * float(np.mean(smoothed)), 1e-9)
+
+
 def detect_ed_es(area: np.ndarray, fps: float, max_hr_bpm: float = MAX_HEART_RATE_BPM) -> tuple[np.ndarray, np.ndarray]:
     """ED (area maxima) and ES (area minima) frame indices detected on the area curve."""
     s = smooth_area(area, fps)
     if len(s) < 3:
         return np.zeros(0, int), np.zeros(0, int)
-    lo, hi = np.percentile(s, [5, 95])
-    prominence = max(MIN_PROMINENCE_RANGE * (hi - lo), MIN_PROMINENCE_MEAN * s.mean(), 1e-9)
+    prominence = min_prominence(s)
     distance = max(1, int(np.floor(fps * 60.0 / max_hr_bpm)))
     ed, _ = signal.find_peaks(s, distance=distance, prominence=prominence)
     es, _ = signal.find_peaks(-s, distance=distance, prominence=prominence)

@@ -226,6 +226,11 @@ def dataset_figures(out: Path, records: list[dict]) -> None:
     save_figure(fig, out / "temporal.png")
 
 
+def _frames(frames) -> str:
+    """Frame indices as one CSV cell ("9 41 57")."""
+    return " ".join(map(str, frames))
+
+
 def _dense_columns(d: dict | None) -> list:
     """The per-video CSV's dense_* values of one case (NaN, written empty, without a dense truth)."""
     if d is None:
@@ -233,7 +238,7 @@ def _dense_columns(d: dict | None) -> list:
     ef = np.abs(np.asarray(d["ef_beat_errors"], float))
     return [d["dsc"]["all"], d["dsc"]["corrupted"], d["dsc"]["clean"], d["sums"]["corrupted"]["n_frames"],
             d["worst_dsc"], d["worst_frame"], d["hf_share_truth"], d["hf_ratio"],
-            d["jitter_truth"], d["jitter_ratio"], " ".join(map(str, d["ed_truth"])), " ".join(map(str, d["es_truth"])),
+            d["jitter_truth"], d["jitter_ratio"], _frames(d["ed_truth"]), _frames(d["es_truth"]),
             d["ed_error"], d["es_error"], d["n_beats_truth"],
             d["n_beats_matched"], float(np.nanmean(ef)) if np.isfinite(ef).any() else math.nan]
 
@@ -248,7 +253,7 @@ def write_outputs(out: Path, records: list[dict], summary: dict, video_plots: bo
     write_text(out / "per_frame.csv", to_csv(frame_rows, ("case", "frame", "phase", "dice", "hd95_px", "area_pred", "area_ref")))
     video_rows = [[r["case"], r["num_frames"], r["fps"], r["dsc"]["overall"], r["dsc"]["ed"], r["dsc"]["es"],
                    r["hf_share"], r["jitter"], r["heart_rate_bpm"], r["ed_frame"], r["es_frame"],
-                   " ".join(map(str, r["ed_detected"])), " ".join(map(str, r["es_detected"])),
+                   _frames(r["ed_detected"]), _frames(r["es_detected"]),
                    r["ed_error"], r["es_error"], len(r["beats"]), r["ef_filelist"], r["ef_tracings"],
                    r["ef_ref_masks"], r["ef_pred_traced"], r["ef_pred_beats"], *_dense_columns(r["dense"])]
                   for r in records]
