@@ -396,10 +396,9 @@ E2E = dict(size=96, width=128, frames=(20, 30))  # frames larger than the patch 
 def plan_video_configurations(env: dict, dataset_id: int, super_image: bool = False) -> dict:
     """Stock planning and preprocessing, then our temporal (and super-image) configurations for a 0.1 GB memory
     target, so that the in-plane patch is smaller than the frames; returns the plans."""
-    from conftest import run_cmd
+    from conftest import plan_and_preprocess, run_cmd
 
-    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", "3d_fullres", "-np", "2"],
-            env=env)  # nnU-Net's integrity check of both releases: test_convert_each_distribution
+    plan_and_preprocess(env, dataset_id)  # nnU-Net's integrity check of both releases: test_convert_each_distribution
     run_cmd(["unilvseg", "plan", "-d", str(dataset_id), "--frames", "8", "--arch", "unet_s", "--gpu-memory", "0.1"],
             env=env)
     if super_image:

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import PHANTOM_FRAMES, PHANTOM_SPLITS
 
 from unilvseg_nnunet.data import echonet, phantom
 from unilvseg_nnunet.data.echonet import ejection_fraction, tracing_mask, volume_by_disks
@@ -54,9 +55,7 @@ def test_layout_and_filelist(phantom_dir):
         assert next(csv.reader(f)) == ["FileName", "Frame", "Kind"]
     rows = read_csv(phantom_dir / "FileList.csv")
     assert len(rows) == 12
-    assert [r["Split"] for r in rows].count("TRAIN") == 7
-    assert [r["Split"] for r in rows].count("VAL") == 2
-    assert [r["Split"] for r in rows].count("TEST") == 3
+    assert [[r["Split"] for r in rows].count(s) for s in ("TRAIN", "VAL", "TEST")] == list(PHANTOM_SPLITS)
     names = [r["FileName"] for r in rows]
     assert len(set(names)) == 12
     for r in rows:
@@ -65,7 +64,7 @@ def test_layout_and_filelist(phantom_dir):
         assert (phantom_dir / "Videos" / f"{name}.avi").is_file()
         assert int(r["FrameHeight"]) == int(r["FrameWidth"]) == 112
         assert float(r["FPS"]) == 50.0
-        assert 30 <= int(r["NumberOfFrames"]) <= 48
+        assert PHANTOM_FRAMES[0] <= int(r["NumberOfFrames"]) <= PHANTOM_FRAMES[1]
         assert 0 < float(r["ESV"]) < float(r["EDV"])
         assert 0 < float(r["EF"]) < 100
     assert sorted(p.name for p in (phantom_dir / "Videos").iterdir()) == sorted(f"{n}.avi" for n in names)
