@@ -315,7 +315,8 @@ def goals(result: dict) -> list[str]:
             goal(f"{setting}: 3D + SSL ≥ 3D within the seed spread", f"{fmt_num(a, '.2f', 100)} ± {fmt_num(sa, '.2f', 100)} vs "
                  f"{fmt_num(b, '.2f', 100)} ± {fmt_num(sb, '.2f', 100)}", a >= b - max(sa, sb))
     if "lowlabel" in result["settings"]:
-        for pretrained, scratch, recipe in ((ssl, ours, ""), (*ADAMW_MODELS[::-1], ", AdamW fine-tuning")):
+        ours_adamw, ssl_adamw = ADAMW_MODELS
+        for pretrained, scratch, recipe in ((ssl, ours, ""), (ssl_adamw, ours_adamw, ", AdamW fine-tuning")):
             (a, _, _), (b, _, _) = m("lowlabel", "dense_dsc", pretrained), m("lowlabel", "dense_dsc", scratch)
             if np.isfinite(a) or np.isfinite(b):
                 goal(f"lowlabel: 3D + SSL > 3D{recipe}", f"{fmt_num(a, '.2f', 100)} vs {fmt_num(b, '.2f', 100)}", a > b)
