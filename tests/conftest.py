@@ -29,7 +29,7 @@ def run_cmd(args: list[str], env: dict | None = None, timeout: int = 900) -> str
     ``unilvseg`` and nnU-Net's commands run their entry point in this process, as their console scripts would
     (``sys.argv`` and the environment set, output captured), without the seconds a new interpreter spends importing
     torch and nnU-Net; nnU-Net reads its path variables when called, so each command sees ``env``. Other commands
-    (the conversion scripts) run as their own process."""
+    (the conversion scripts) run as their own process, within ``timeout`` seconds."""
     env = env if env is not None else dict(os.environ)
     if args[0] in workspace.ENTRY_POINTS:
         return _run_entry_point_here([str(a) for a in args], env)
@@ -74,7 +74,8 @@ def plan_and_preprocess(env: dict, dataset_id: int, *flags: str) -> None:
     """``nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres -np 2 [flags]`` after nnU-Net's own fingerprint extractor,
     run first with the dataset's intensity statistics drawn from 10^6 foreground voxels instead of 10^8 (seconds
     instead of tens of seconds); the command finds that fingerprint and plans from it. The statistics feed only
-    nnU-Net's CT normalisation; echo frames are z-scored per image, so the plans are the same."""
+    nnU-Net's CT normalisation (the plans copy them, nothing else reads them); the phantom's frames are z-scored per
+    image, so every configuration, network and preprocessed array is the same."""
     from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
 
     with environment(env):
