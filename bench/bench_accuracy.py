@@ -13,8 +13,10 @@ Every model trains with the same wall-clock budget (``unilvseg_time_budget_s``),
 turns, so load changes hit all of them; the pretraining of "3D + SSL" gets its own budget of the same size before
 fine-tuning (equal fine-tuning budget). Iterations and labeled frames seen are read from each model's training
 record. Every model then predicts the test split with ``nnUNetv2_predict`` and the README's flags, and
-``unilvseg evaluate`` scores every frame against the truth. A seed is one repetition of the trainings
-(nnU-Net's training is not seeded); the table gives mean ± standard deviation over seeds.
+``unilvseg evaluate`` scores every frame against the truth. The obvious alternative to a video network is scored
+beside it: stock ``2d`` (and our 3D) with a Gaussian along time on its saved probabilities (``nnUNetv2_predict
+--save_probabilities``, then ``unilvseg time-filter --sigma S``; ``--time-filter`` sets S, default 1.5 frames).
+A seed is one repetition of the trainings (nnU-Net's training is not seeded); the table gives mean ± standard deviation over seeds.
 
     python bench/bench_accuracy.py                     # 3 seeds, 3 settings, 150 s per training (about 2.5 h on 2 cores)
     python bench/bench_accuracy.py --settings artefacts --seeds 2 --videos 18 --frames 50 90   # quick: 35 min
@@ -80,6 +82,11 @@ MODELS = [
 ]
 DEFAULT_MODELS = ("nnU-Net 2d (stock)", "Ours 3D", "Ours 3D + SSL", "Ours SI")
 ADAMW_MODELS = ("Ours 3D (AdamW)", "Ours 3D + SSL (AdamW)")
+TIME_FILTERED = ("2d", "3d")  # models also scored with the time filter (--time-filter)
+
+
+def filtered_name(model: Model, sigma: float) -> str:
+    return f"{model.name} + time filter σ={sigma:g}"
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,8 @@ COLUMNS = [
     ("DSC clean", "dsc_clean", ".2f", 100), ("worst-frame DSC", "worst_frame_dsc", ".2f", 100),
     ("HF >10 Hz (%)", "hf_share", ".1f", 100), ("HF / truth", "hf_ratio", ".2f", 1),
     ("ED/ES err (frames)", "ed_es_error", ".1f", 1), ("EF err beats", "ef_beats_mae", ".1f", 1),
-    ("iterations", "iterations", ".0f", 1), ("labeled frames seen", "labeled_frames_seen", ".0f", 1),
+    ("area swing", "area_swing", ".2f", 1), ("iterations", "iterations", ".0f", 1),
+    ("labeled frames seen", "labeled_frames_seen", ".0f", 1),
 ]
 
 
@@ -186,6 +194,27 @@ def predict_and_score(model: Model, folder: Path, setting: Setting, seed: int, a
     return json.loads((out / "summary.json").read_text()) | {"prediction_dir": str(pred)}
 
 
+def time_filter_and_score(model: Model, folder: Path, setting: Setting, seed: int, sigma: float, args,
+                          env: dict) -> dict:
+    """nnUNetv2_predict with --save_probabilities (once per model), ``unilvseg time-filter --sigma``, then
+    ``unilvseg evaluate``; returns its summary."""
+    base = run_dir(args, setting, seed) / "eval" / common_slug(model.name)
+    prob, sub = base / "probabilities", base.with_name(common_slug(filtered_name(model, sigma)))
+    pred, out = sub / "pred", sub / "eval"
+    if not (out / "summary.json").is_file():
+        if not (prob / "done").is_file():
+            run_env = dict(env, nnUNet_results=str(folder.parents[1]))
+            common.run(["nnUNetv2_predict", "-i", str(Path(env["nnUNet_raw"]) / dataset_name(setting) / "imagesTs"),
+                        "-o", str(prob), "-d", str(setting.dataset_id), "-c", model.configuration, "-tr", model.trainer,
+                        "-f", "0", *PREDICT_FLAGS, "--save_probabilities"], run_env, base / "predict_probabilities.log")
+            (prob / "done").write_text("")
+        common.run(["unilvseg", "time-filter", "-i", str(prob), "-o", str(pred), "--sigma", f"{sigma:g}"], env,
+                   sub / "time_filter.log")
+        common.run(["unilvseg", "evaluate", "-p", str(pred), "-d", str(setting.dataset_id), "-o", str(out),
+                    "--n-boot", "1000", "--no-video-plots"], env, sub / "evaluate.log")
+    return json.loads((out / "summary.json").read_text()) | {"prediction_dir": str(pred)}
+
+
 def common_slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
@@ -206,7 +235,7 @@ def figures(summary: dict, record: dict) -> dict:
         "hf_share": get("temporal", "hf_share_pred"), "hf_share_truth": get("temporal", "hf_share_truth"),
         "hf_ratio": get("temporal", "hf_ratio"), "jitter_ratio": get("temporal", "jitter_ratio"),
         "ed_es_error": float(np.nanmean([get("ed_es", "ed_abs_frame_error", "mean"), get("ed_es", "es_abs_frame_error", "mean")])),
-        "ef_beats_mae": get("ef_beats", "mae"),
+        "ef_beats_mae": get("ef_beats", "mae"), "area_swing": get("area_swing", "mean"),
         "iterations": float(record.get("iterations", "nan")),
         "labeled_frames_seen": float(record.get("labeled_frames_seen", "nan")),
     }
@@ -216,8 +245,10 @@ def run(args, path: Path) -> dict:
     """Train, predict and score every setting of ``args``; the results file is rewritten after every model
     (settings run earlier with the same budget are kept), so a stopped run keeps what it measured."""
     env = common.nnunet_env(args.workdir)
+    filtered = [{**m.__dict__, "name": filtered_name(m, s), "time_filter_sigma": s}
+                for m in MODELS if m.key in TIME_FILTERED for s in args.time_filter]
     result = {"budget_s": args.budget, "videos": args.videos, "frames": list(args.frames),
-              "models": [m.__dict__ for m in MODELS], "settings": {}, "nnUNet_raw": env["nnUNet_raw"]}
+              "models": [m.__dict__ for m in MODELS] + filtered, "settings": {}, "nnUNet_raw": env["nnUNet_raw"]}
     if path.is_file():
         old = json.loads(path.read_text())
         if (old.get("budget_s"), old.get("videos")) == (args.budget, args.videos):
@@ -229,17 +260,22 @@ def run(args, path: Path) -> dict:
         for seed in range(args.seeds):
             for model in [m for m in MODELS if (m.key in args.models if args.models else m.name in setting.models)]:
                 t0 = time.perf_counter()
+                sigmas = args.time_filter if model.key in TIME_FILTERED else []
                 try:
                     folder, record = train(model, setting, seed, args, env)
-                    summary = predict_and_score(model, folder, setting, seed, args, env)
+                    scored = [(model.name, predict_and_score(model, folder, setting, seed, args, env))]
+                    scored += [(filtered_name(model, s), time_filter_and_score(model, folder, setting, seed, s, args, env))
+                               for s in sigmas]
                 except CommandError as e:  # one failed model is reported, the others go on
                     print(f"[{setting.name} seed {seed}] {model.name} FAILED: {str(e)[-2000:]}", flush=True)
                     runs.append({"model": model.name, "seed": seed, "error": str(e)[-2000:]})
                     continue
-                runs.append({"model": model.name, "seed": seed, "seconds": time.perf_counter() - t0, "load": os.getloadavg()[0],
-                             "prediction_dir": summary["prediction_dir"], **figures(summary, record)})
-                print(f"[{setting.name} seed {seed}] {model.name}: dense DSC {100 * runs[-1]['dense_dsc']:.2f}, "
-                      f"HF {100 * runs[-1]['hf_share']:.1f} %, load {runs[-1]['load']:.1f}", flush=True)
+                for name, summary in scored:
+                    runs.append({"model": name, "seed": seed, "seconds": time.perf_counter() - t0,
+                                 "load": os.getloadavg()[0], "prediction_dir": summary["prediction_dir"],
+                                 **figures(summary, record)})
+                    print(f"[{setting.name} seed {seed}] {name}: dense DSC {100 * runs[-1]['dense_dsc']:.2f}, "
+                          f"HF {100 * runs[-1]['hf_share']:.1f} %, load {runs[-1]['load']:.1f}", flush=True)
                 common.write_result(path.stem, result, path.parent)
     return result
 
@@ -402,6 +438,9 @@ def main() -> int:
     p.add_argument("--settings", nargs="+", default=[s.name for s in SETTINGS], choices=[s.name for s in SETTINGS])
     p.add_argument("--models", nargs="+", choices=[m.key for m in MODELS],
                    help="train and score these models in every setting run (default: each setting's own list)")
+    p.add_argument("--time-filter", type=float, nargs="*", default=[1.5], metavar="SIGMA",
+                   help="also score stock 2d and our 3D with a Gaussian of SIGMA frames along time on their "
+                        "probabilities (default 1.5; none with no value)")
     p.add_argument("--no-docs", action="store_true",
                    help="print the table and write the figure under --out; leave BENCHMARKS.md and README.md as they are")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from bench_out/accuracy.json")

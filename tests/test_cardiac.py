@@ -171,3 +171,14 @@ def test_match_beats_within_half_the_systole():
     assert cardiac.match_beats([], truth) == [] and cardiac.match_beats(pred, []) == []
     # short systoles keep a tolerance of 2 frames
     assert cardiac.match_beats([(12, 14)], [(10, 13)]) == [(0, 0)]
+
+
+def test_area_swing_is_the_slope_on_the_true_curve():
+    t = np.arange(200)
+    truth = 1000 + 200 * np.sin(2 * np.pi * t / 50)
+    assert cardiac.area_swing(truth, truth) == pytest.approx(1.0)
+    damped = truth.mean() + 0.7 * (truth - truth.mean()) + 35  # ED too small, ES too large, offset
+    assert cardiac.area_swing(damped, truth) == pytest.approx(0.7)
+    noisy = truth + np.random.default_rng(0).normal(0, 40, len(t))  # frame noise does not bias it
+    assert cardiac.area_swing(noisy, truth) == pytest.approx(1.0, abs=0.05)
+    assert math.isnan(cardiac.area_swing(truth, np.full(200, 900.0)))

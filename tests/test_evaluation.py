@@ -208,7 +208,7 @@ def test_score_dense_perfect_prediction():
     d = evaluation.score_dense(truth, truth, CORRUPTED, FPS)
     assert d["dsc"] == {"all": 1.0, "corrupted": 1.0, "clean": 1.0, "kind:blank": 1.0, "kind:blur": 1.0,
                         "kind:dropout": 1.0, "kind:noise": 1.0, "kind:shadow": 1.0}
-    assert d["worst_dsc"] == 1.0 and d["hf_ratio"] == 1.0 and d["jitter_ratio"] == 1.0
+    assert d["worst_dsc"] == 1.0 and d["hf_ratio"] == 1.0 and d["jitter_ratio"] == 1.0 and d["area_swing"] == 1.0
     assert d["ed_error"] == 0.0 and d["es_error"] == 0.0
     assert d["n_beats_truth"] >= 3 and d["n_beats_matched"] == d["n_beats_truth"]
     assert d["ef_beat_errors"] == [0.0] * d["n_beats_truth"]
@@ -236,6 +236,8 @@ def test_score_dense_flicker_raises_hf_and_jitter_ratios():
     # a smooth 1-frame delay keeps the curve smooth: ratio about 1, ED/ES off by about one frame
     late = evaluation.score_dense(np.roll(truth, 1, axis=0), truth, {}, FPS)
     assert late["hf_ratio"] == pytest.approx(1.0, abs=0.3) and 0.5 <= late["ed_error"] <= 1.5
+    # eroding every frame shrinks ED areas more than ES areas: the curve swings less than the truth's
+    assert evaluation.score_dense(flicker(truth, slice(None)), truth, {}, FPS)["area_swing"] < 0.97
 
 
 def test_evaluate_scores_every_frame_with_dense_truth(tmp_path):

@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "compare": "compare",
     "predict-video": "predict_video",
+    "time-filter": "time_filter",
     "cost": "cost",
 }
 
@@ -35,6 +36,7 @@ HELPS = {
     "evaluate": "score a prediction folder: DSC with bootstrap CI, HD95, temporal consistency, EF, ED/ES",
     "compare": "Table-I style comparison of several trained models on one test split",
     "predict-video": "segment raw echo videos with a trained model: masks, overlay, area curve, ED/ES, EF",
+    "time-filter": "filter an nnUNetv2_predict folder's probabilities along time (any model, e.g. stock 2d)",
     "cost": "parameters and GFLOPs per frame (fvcore) of planned configurations or encoders",
 }
 

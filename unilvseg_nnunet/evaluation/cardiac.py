@@ -69,6 +69,16 @@ def jitter(area: np.ndarray) -> float:
     return float(np.abs(np.diff(area, 2)).mean() / area.mean())
 
 
+def area_swing(area: np.ndarray, truth_area: np.ndarray) -> float:
+    """How far a predicted area curve swings relative to the true one: the least-squares slope of predicted on
+    true area (1 = full swing; 0.75 = ED areas too small and ES areas too large by a quarter of the true
+    swing, which lowers EF). Frame-wise noise does not bias it; NaN when the truth does not move."""
+    a, t = np.asarray(area, float), np.asarray(truth_area, float)
+    t = t - t.mean()
+    denom = float((t * t).sum())
+    return float((t * (a - a.mean())).sum() / denom) if len(t) > 1 and denom > 0 else float("nan")
+
+
 def _clean_mask(mask2d: np.ndarray) -> np.ndarray:
     lab, n = ndimage.label(np.asarray(mask2d) == 1)
     if n == 0:

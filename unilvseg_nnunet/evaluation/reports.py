@@ -25,7 +25,7 @@ PER_VIDEO_COLUMNS = ("case", "num_frames", "fps", "dsc_overall", "dsc_ed", "dsc_
 # every-frame scores (empty without a dense truth)
 DENSE_VIDEO_COLUMNS = tuple(f"dense_{k}" for k in (
     "dsc", "dsc_corrupted", "dsc_clean", "n_corrupted", "worst_dsc", "worst_frame", "hf_share_truth", "hf_ratio",
-    "jitter_truth", "jitter_ratio", "ed_truth", "es_truth", "ed_error", "es_error", "n_beats_truth", "n_beats_matched",
+    "jitter_truth", "jitter_ratio", "area_swing", "ed_truth", "es_truth", "ed_error", "es_error", "n_beats_truth", "n_beats_matched",
     "ef_beat_mae"))
 PER_FRAME_DENSE_COLUMNS = ("case", "frame", "artefacts", "dice", "area_pred", "area_truth")
 
@@ -141,7 +141,8 @@ def _dense_markdown(d: dict) -> list[str]:
                   f"median {_pct(w['median'])}.",
               f"Area curve vs the truth's: HF energy share {_pct(t['hf_share_pred'])}% vs {_pct(t['hf_share_truth'])}% "
               f"(ratio {_num(t['hf_ratio'])}), jitter {_pct(t['jitter_pred'])}% vs {_pct(t['jitter_truth'])}% "
-              f"(ratio {_num(t['jitter_ratio'])}).",
+              f"(ratio {_num(t['jitter_ratio'])}); swing of the area curve {_num(d['area_swing']['mean'])} of the "
+              "truth's (least-squares slope; below 1 lowers EF).",
               f"ED/ES detection against the truth's curve: ED {_num(e['ed_abs_frame_error']['mean'])} frames, "
               f"ES {_num(e['es_abs_frame_error']['mean'])} frames (mean).",
               f"Beat-by-beat EF against the truth: MAE {_num(b['mae'])}, bias {_num(b['bias'])} "
@@ -238,7 +239,7 @@ def _dense_columns(d: dict | None) -> list:
     ef = np.abs(np.asarray(d["ef_beat_errors"], float))
     return [d["dsc"]["all"], d["dsc"]["corrupted"], d["dsc"]["clean"], d["sums"]["corrupted"]["n_frames"],
             d["worst_dsc"], d["worst_frame"], d["hf_share_truth"], d["hf_ratio"],
-            d["jitter_truth"], d["jitter_ratio"], _frames(d["ed_truth"]), _frames(d["es_truth"]),
+            d["jitter_truth"], d["jitter_ratio"], d["area_swing"], _frames(d["ed_truth"]), _frames(d["es_truth"]),
             d["ed_error"], d["es_error"], d["n_beats_truth"],
             d["n_beats_matched"], float(np.nanmean(ef)) if np.isfinite(ef).any() else math.nan]
 

@@ -133,6 +133,7 @@ def score_dense(pred: np.ndarray, truth: np.ndarray, corrupted: dict, fps: float
         "worst_dsc": float(dice[worst]), "worst_frame": worst,
         "hf_share_truth": truth_readout["hf_share"], "hf_ratio": _ratio(readout["hf_share"], truth_readout["hf_share"]),
         "jitter_truth": truth_readout["jitter"], "jitter_ratio": _ratio(readout["jitter"], truth_readout["jitter"]),
+        "area_swing": cardiac.area_swing(readout["area"], truth_readout["area"]),
         "ed_truth": truth_readout["ed_frames"], "es_truth": truth_readout["es_frames"],
         "ed_error": cardiac.event_error(readout["ed_frames"], truth_readout["ed_frames"]),
         "es_error": cardiac.event_error(readout["es_frames"], truth_readout["es_frames"]),
@@ -320,6 +321,7 @@ def summarise_dense(records: list[dict], n_boot: int, seed: int) -> dict | None:
         "dsc_by_kind": {k: pooled(f"kind:{k}") for k in kinds},
         "worst_frame_dsc": {**_stats(worst), "ci95": [float(worst_ci[0]), float(worst_ci[1])]},
         "temporal": temporal,
+        "area_swing": _stats([d["area_swing"] for d in dense]),
         "ed_es": {"ed_abs_frame_error": _stats([d["ed_error"] for d in dense]),
                   "es_abs_frame_error": _stats([d["es_error"] for d in dense])},
         "ef_beats": {"mae": float(np.abs(ef_err).mean()) if ef_err.size else math.nan,
@@ -354,7 +356,9 @@ DEFINITIONS = {
              "frames (corrupted = listed in the case metadata's corrupted_frames) and by artefact kind, same "
              "bootstrap; worst_frame_dsc = the lowest per-frame Dice of each video, mean over videos (bootstrap CI "
              "over videos); temporal: mean HF share and jitter of the predicted and the true area curves and their "
-             "ratios pred/truth (ratio of the means; per-video ratios alongside); ed_es: mean over the truth's "
+             "ratios pred/truth (ratio of the means; per-video ratios alongside); area_swing: least-squares slope of "
+             "the predicted on the true area curve, mean over videos (below 1: the curve swings less than the "
+             "truth, EF comes out low); ed_es: mean over the truth's "
              "detected ED (ES) frames of the distance to the nearest ED (ES) detected on the prediction; ef_beats: "
              "EF of each truth beat against the predicted beat whose ED and ES lie within half the beat's "
              "ED-to-ES time (MAE, bias pred - truth, beats matched of the truth's)",
