@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from unilvseg_nnunet.inference.gaussian import separable_gaussian
 from unilvseg_nnunet.inference.precision import ENV
 from unilvseg_nnunet.inference.predictor import nonzero_box, zscore_stats
 from unilvseg_nnunet.inference.window import (
@@ -158,3 +159,22 @@ def test_streamed_preprocessing_matches_nnunet():
         ours = (data[c] - mean[c]) / std[c]
         assert np.abs(ours - ref).max() < 1e-5
     assert nonzero_box(np.zeros((1, 5, 4, 4), np.uint8)) is None
+
+
+@pytest.mark.parametrize("tile", [(7, 9, 11), (64, 48, 40), (8, 112, 112), (224, 224)])
+def test_separable_gaussian_is_nnunets(tile):
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    cpu = torch.device("cpu")
+    assert torch.equal(separable_gaussian(tile, 1. / 8, 10, device=cpu), compute_gaussian(tile, 1. / 8, 10, device=cpu))
+
+
+def test_whole_video_networks_give_nnunet_the_separable_gaussian(net, monkeypatch):
+    from nnunetv2.inference import predict_from_raw_data
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    monkeypatch.setattr(predict_from_raw_data, "compute_gaussian", compute_gaussian)  # restored afterwards
+    video_window_net(net, {"frames": 8})
+    assert predict_from_raw_data.compute_gaussian is compute_gaussian  # a stock or old plan changes nothing
+    video_window_net(net, {"frames": 8, "inference": WINDOW})
+    assert predict_from_raw_data.compute_gaussian is separable_gaussian

@@ -30,6 +30,7 @@ import math
 import torch
 from torch import nn
 
+from unilvseg_nnunet.inference.gaussian import use_separable_gaussian
 from unilvseg_nnunet.inference.precision import inference_autocast
 
 
@@ -136,4 +137,7 @@ def video_window_net(net: nn.Module, settings: dict | None) -> nn.Module:
     """``net`` in a :class:`VideoWindowNet` when its configuration's "unilvseg" entry (``settings``) has an
     inference window, else ``net`` itself (plans made before the window existed, super images)."""
     window = (settings or {}).get("inference")
-    return VideoWindowNet(net, **window) if window else net
+    if not window:
+        return net
+    use_separable_gaussian()  # the 1,024-frame tile's Gaussian in 0.3 s instead of 6 s
+    return VideoWindowNet(net, **window)
