@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from unilvseg_nnunet.cli import main
 from unilvseg_nnunet.data.echonet import decode_video
 from unilvseg_nnunet.evaluation import cardiac
 from unilvseg_nnunet.files import read_volume, write_video, write_volume
@@ -209,6 +210,11 @@ def test_sharded_runs_give_the_files_of_one_run_and_resume(model_folder, phantom
     assert [Path(r["video"]).stem for r in again["results"]] == [stem] and len(again["kept"]) == 2
     assert _outputs(tmp_path / "one") == _outputs(tmp_path / "parts")
     assert not list((tmp_path / "one").glob(".tmp-*"))
+    # masks filtered along time are another result: nothing finished without the filter is kept
+    other = predict_videos(videos, model_folder, tmp_path / "one", time_filter=1.5, **quiet)
+    assert other["kept"] == [] and len(other["results"]) == 3 and other["summary"]["time_filter"] == 1.5
+    assert main(["predict-video", str(videos), "-m", str(model_folder), "-o", str(tmp_path / "x"),
+                 "--time-filter", "-1"]) == 2
 
 
 def _with_inference_window(model_folder: Path, dest: Path, **window) -> Path:
@@ -223,6 +229,7 @@ def _with_inference_window(model_folder: Path, dest: Path, **window) -> Path:
 
 @pytest.mark.nnunet
 def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_dir, nnunet_env, tmp_path, monkeypatch):
+    from unilvseg_nnunet.inference import predictor as predictor_module
     from unilvseg_nnunet.inference.predictor import load_predictor, segment
     from unilvseg_nnunet.inference.window import VideoWindowNet
 
@@ -253,6 +260,13 @@ def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_
     (lo, hi), (next_lo, _) = net.windows(len(long))[:2]
     piece = segment(predictor, long[lo:hi])
     assert lo == 0 and next_lo >= net.overlap and (piece[:next_lo] == windowed[:next_lo]).mean() > 0.999
+    # the time filter streamed across the windows labels as the filter of nnU-Net's whole-video probabilities
+    # (predict_single_npy_array, the path of a model that does not stream)
+    streamed = segment(predictor, long, time_filter=1.5)
+    with monkeypatch.context() as m:
+        m.setattr(predictor_module, "streams", lambda *_: False)
+        offline = segment(predictor, long, time_filter=1.5)
+    assert not np.array_equal(streamed, windowed) and (streamed == offline).mean() > 0.999
 
     # nnU-Net's own prediction with its defaults but TTA off (nnUNetv2_predict --disable_tta; here its predictor in
     # this process, without the command's worker processes) gives the same masks (its tile holds the whole video),

@@ -6,7 +6,13 @@ from conftest import DATASET_ID, TEMPORAL_CONFIGURATION, run_cmd
 from unilvseg_nnunet.cli import main
 from unilvseg_nnunet.data.dataset import FILE_ENDING
 from unilvseg_nnunet.files import read_volume
-from unilvseg_nnunet.inference.time_filter import TimeFilterError, filter_predictions, filter_probabilities, filtered_labels
+from unilvseg_nnunet.inference.time_filter import (
+    TimeFilterError,
+    filter_predictions,
+    filter_probabilities,
+    filter_stream,
+    filtered_labels,
+)
 
 
 def beating_probabilities(n_frames: int = 40, blank: int = 20) -> np.ndarray:
@@ -71,3 +77,20 @@ def test_time_filter_on_nnunet_predict_output(tiny_3d_model, raw_dataset, nnunet
     with np.load(pred / f"{cases[1]}.npz") as data:
         expected = filtered_labels(data["probabilities"], 2)
     assert np.array_equal(read_volume(tmp_path / "s2" / written[0]), expected)
+
+
+@pytest.mark.parametrize("n", [1, 3, 17, 200])
+@pytest.mark.parametrize("sigma", [0.75, 1.5, 3.0])
+def test_streamed_filter_labels_as_offline_whatever_the_chunks(n, sigma):
+    rng = np.random.default_rng(n)
+    p = rng.random((3, n, 5, 4)).astype(np.float32)
+    p /= p.sum(0)
+    for _ in range(4):
+        cuts = sorted(rng.choice(np.arange(1, n), size=min(n - 1, int(rng.integers(0, 6))), replace=False)) if n > 1 else []
+        bounds = [0, *cuts, n]
+        labels = np.full((n, 5, 4), 255, np.uint8)
+        starts = []
+        for start, chunk in filter_stream((p[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])), sigma):
+            labels[start:start + len(chunk)] = chunk
+            starts.append(start)
+        assert starts == sorted(starts) and np.array_equal(labels, filtered_labels(p, sigma)), bounds

@@ -22,17 +22,24 @@ def add_arguments(parser) -> None:
                         help="which part this run segments, 0 .. num_parts - 1 (default 0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="segment every video again (default: keep videos finished before with the same model)")
+    parser.add_argument("--time-filter", type=float, default=0.0, metavar="SIGMA",
+                        help="filter the probabilities along time with a Gaussian of SIGMA frames before the argmax "
+                             "(as `unilvseg time-filter`; default 0: none; BENCHMARKS.md measures 1.5)")
     parser.add_argument("--no-resize", action="store_true",
                         help="refuse videos whose frame size differs from the model's instead of resampling them")
 
 
 def run(args) -> int:
+    from unilvseg_nnunet.errors import UnilvsegError
     from unilvseg_nnunet.inference.predictor import parse_folds
     from unilvseg_nnunet.inference.video import predict_videos
 
+    if args.time_filter < 0:
+        raise UnilvsegError(f"--time-filter must be >= 0, got {args.time_filter}")
     done = predict_videos(args.input, args.model, args.output, folds=parse_folds(args.folds),
                           checkpoint=args.checkpoint, device=args.device, fps=args.fps, num_parts=args.num_parts,
-                          part_id=args.part_id, overwrite=args.overwrite, resize=not args.no_resize)
+                          part_id=args.part_id, overwrite=args.overwrite, resize=not args.no_resize,
+                          time_filter=args.time_filter)
     n_ok, n_bad, n_kept = len(done["results"]), len(done["failed"]), len(done["kept"])
     print(f"{n_ok} video(s) segmented into {args.output}" + (f", {n_kept} kept from before" if n_kept else "")
           + (f"; {n_bad} failed (listed above)" if n_bad else ""))

@@ -21,6 +21,7 @@ import numpy as np
 
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.inference.precision import inference_autocast
+from unilvseg_nnunet.inference.time_filter import filter_stream, filtered_labels
 from unilvseg_nnunet.inference.window import VideoWindowNet, iter_blended
 from unilvseg_nnunet.training import TRAINER_FOLDER
 
@@ -110,16 +111,22 @@ def model_frame_size(predictor) -> tuple[int, int]:
     return int(round(size[-2])), int(round(size[-1]))
 
 
-def segment(predictor, frames: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+def segment(predictor, frames: np.ndarray, spacing=(1.0, 1.0, 1.0), time_filter: float = 0.0) -> np.ndarray:
     """(F, H, W) uint8 label map (the model's labels; 1 = LV) of a (F, H, W) grey or (F, H, W, 3) RGB video
-    with voxel ``spacing`` (frames, H, W; 1 for EchoNet-style videos, as the conversion writes them)."""
+    with voxel ``spacing`` (frames, H, W; 1 for EchoNet-style videos, as the conversion writes them); with
+    ``time_filter`` > 0, the labels of its probabilities filtered along time with a Gaussian of that many
+    frames (:mod:`~unilvseg_nnunet.inference.time_filter`, as ``unilvseg time-filter`` on nnUNetv2_predict's)."""
     frames = np.asarray(frames)
     spacing = [float(s) for s in spacing]
-    labels = segment_streaming(predictor, frames) if streams(predictor, spacing) else None
+    labels = segment_streaming(predictor, frames, time_filter) if streams(predictor, spacing) else None
     if labels is not None:
         return labels
     x = np.moveaxis(frames, -1, 0) if frames.ndim == 4 else frames[None]
-    return np.asarray(predictor.predict_single_npy_array(x.astype(np.float32), {"spacing": spacing})).astype(np.uint8)
+    if not time_filter:
+        return np.asarray(predictor.predict_single_npy_array(x.astype(np.float32), {"spacing": spacing})).astype(np.uint8)
+    _, probabilities = predictor.predict_single_npy_array(x.astype(np.float32), {"spacing": spacing},
+                                                          save_or_return_probabilities=True)
+    return filtered_labels(np.asarray(probabilities), time_filter)
 
 
 def streams(predictor, spacing) -> bool:
@@ -160,14 +167,15 @@ def zscore_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32)
 
 
-def segment_streaming(predictor, frames: np.ndarray) -> np.ndarray | None:
+def segment_streaming(predictor, frames: np.ndarray, time_filter: float = 0.0) -> np.ndarray | None:
     """(F, H, W) uint8 labels of a video for a whole-video network, window by window (see the module doc); None
     when its frames, cropped to their non-zero box, exceed the patch in-plane (nnU-Net would tile them).
 
     The same computation as nnUNetv2_predict on the same video (crop to the non-zero box, per-channel
     z-score, zero padding in-plane up to the patch, the network's windows and cross-fades, test-time
     mirroring when the predictor has it, fold ensemble by mean logits, argmax, zeros outside the box) up
-    to float rounding.
+    to float rounding. With ``time_filter`` > 0, the softmax of the video's frames is filtered along time as
+    it streams (:func:`~unilvseg_nnunet.inference.time_filter.filter_stream`) before the argmax.
     """
     import torch
 
@@ -204,8 +212,13 @@ def segment_streaming(predictor, frames: np.ndarray) -> np.ndarray | None:
     out = labels[box]
     autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else inference_autocast(device)
     with torch.inference_mode(), autocast:
-        for start, stop, y in iter_blended(net.windows(hi - lo), net.margin, predict):
-            out[lo + start:lo + stop] = y[inside][0].argmax(0).to(torch.uint8).cpu().numpy()
+        windows = iter_blended(net.windows(hi - lo), net.margin, predict)
+        if time_filter:
+            chunks = filter_stream((torch.softmax(y[inside][0], 0).cpu().numpy() for _, _, y in windows), time_filter)
+        else:
+            chunks = ((start, y[inside][0].argmax(0).to(torch.uint8).cpu().numpy()) for start, _, y in windows)
+        for start, chunk in chunks:
+            out[lo + start:lo + start + len(chunk)] = chunk
     return labels
 
 

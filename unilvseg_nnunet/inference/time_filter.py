@@ -5,7 +5,9 @@ model), keep its probabilities (``nnUNetv2_predict --save_probabilities``), and 
 with its neighbours' before the argmax. A blank or noisy frame then takes its mask from the frames
 around it and the area curve loses its frame-to-frame flicker; the price is a curve whose extremes
 are flattened (the filter's response at the heart rate), which lowers EF. ``unilvseg time-filter``
-applies it to a prediction folder; ``bench/bench_accuracy.py`` scores it beside the video networks.
+applies it to a prediction folder, ``unilvseg predict-video --time-filter`` to videos as they are segmented
+(window by window for a whole-video network: :func:`filter_stream`, the same labels);
+``bench/bench_accuracy.py`` scores it beside the video networks.
 """
 from __future__ import annotations
 
@@ -39,6 +41,49 @@ def filter_probabilities(probabilities: np.ndarray, sigma: float) -> np.ndarray:
 def filtered_labels(probabilities: np.ndarray, sigma: float) -> np.ndarray:
     """uint8 labels (frames, ...): the argmax over classes of :func:`filter_probabilities`."""
     return filter_probabilities(probabilities, sigma).argmax(0).astype(np.uint8)
+
+
+def filter_stream(chunks, sigma: float):
+    """:func:`filtered_labels` of a video whose probabilities arrive as consecutive chunks of frames (classes,
+    frames, ...), e.g. the windows of a whole-video network: yields ``(first frame, labels)`` in order, the
+    same labels as offline, holding only the frames the Gaussian still needs (twice its radius)."""
+    stream = _Stream(sigma)
+    for chunk in chunks:
+        start, labels = stream.done, stream.push(chunk)
+        if len(labels):
+            yield start, labels
+    start, labels = stream.done, stream.finish()
+    if len(labels):
+        yield start, labels
+
+
+class _Stream:
+    """The state of :func:`filter_stream`: the frames held and how many are labeled."""
+
+    def __init__(self, sigma: float):
+        filter_probabilities(np.zeros((1, 1)), sigma)  # validates sigma
+        self.sigma, self.radius = float(sigma), int(4.0 * sigma + 0.5)  # scipy's default truncation, 4 sigma
+        self.buffer, self.first, self.done = None, 0, 0  # held frames, index of the first, frames already labeled
+
+    def _emit(self, stop: int) -> np.ndarray:
+        """Labels of frames [done, stop) from the held frames; keeps what later frames need."""
+        lo, hi = self.done - self.first, stop - self.first
+        if hi <= lo:
+            return np.zeros((0, *self.buffer.shape[2:]), np.uint8)
+        labels = filtered_labels(self.buffer, self.sigma)[lo:hi]
+        keep = max(0, stop - self.radius - self.first)
+        self.buffer, self.first, self.done = self.buffer[:, keep:], self.first + keep, stop
+        return labels
+
+    def push(self, probabilities: np.ndarray) -> np.ndarray:
+        """Add the next frames (classes, frames, ...); return the labels of every frame now complete, in order."""
+        chunk = probabilities.astype(np.float32, copy=False)
+        self.buffer = chunk if self.buffer is None else np.concatenate([self.buffer, chunk], axis=1)
+        return self._emit(self.first + self.buffer.shape[1] - self.radius)
+
+    def finish(self) -> np.ndarray:
+        """The labels of the frames left (the last frame repeats past the video's end, as offline)."""
+        return self._emit(self.first + self.buffer.shape[1]) if self.buffer is not None else np.zeros(0, np.uint8)
 
 
 def _file_ending(pred_dir: Path) -> str:

@@ -48,7 +48,8 @@ MAX_EF_PERCENT = 90.0  # no heart empties more: a higher EF comes from a mask th
 MIN_LV_AREA_PX = 20  # an ED or ES mask with fewer LV pixels holds no LV: its "beat" is noise of an empty mask
 MAX_HF_SHARE = 0.5  # above this share of area-curve energy above 10 Hz, the curve flickers rather than beats
 MIN_MOTION = 0.5  # mean grey-level change between frames below which a video is a still: no heart moves in it
-PROVENANCE_KEYS = ("model_folder", "folds", "checkpoint")  # what must match for a finished video to be kept
+# what must match for a finished video to be kept ("time_filter": None without one, as in outputs made before it)
+PROVENANCE_KEYS = ("model_folder", "folds", "checkpoint", "time_filter")
 
 
 def video_header(path) -> tuple[float | None, int | None]:
@@ -144,9 +145,9 @@ def finished(out_dir, stem: str, provenance: dict) -> bool:
 
 
 def predict_one(predictor, video_path, out_dir, fps: float | None = None, overlay_scale: int = 3,
-                provenance: dict | None = None, resize: bool = True) -> dict:
+                provenance: dict | None = None, resize: bool = True, time_filter: float = 0.0) -> dict:
     """Segment one video and write its outputs (see module doc); return its JSON dict (``provenance``,
-    e.g. the model folder, is copied into it)."""
+    e.g. the model folder, is copied into it). ``time_filter``: see :func:`~.predictor.segment`."""
     video_path, out = Path(video_path), Path(out_dir)
     color = model_wants_color(predictor)
     try:
@@ -165,7 +166,8 @@ def predict_one(predictor, video_path, out_dir, fps: float | None = None, overla
                               f"trained on {model_size[1]}x{model_size[0]}; allow resampling (drop --no-resize) "
                               f"or resize the video")
     t0 = time.perf_counter()
-    labels = segment(predictor, video if size == model_size else resize_frames(video, model_size))
+    labels = segment(predictor, video if size == model_size else resize_frames(video, model_size),
+                     time_filter=time_filter)
     seconds = time.perf_counter() - t0
     del video
     if size != model_size:
@@ -260,9 +262,10 @@ def write_summary(videos: list[Path], out_dir, provenance: dict) -> dict:
 
 def predict_videos(inputs, model_folder, out_dir, folds=None, checkpoint: str = "checkpoint_final.pth",
                    device: str | None = None, fps: float | None = None, num_parts: int = 1, part_id: int = 0,
-                   overwrite: bool = False, resize: bool = True, progress: bool = True, log=print) -> dict:
+                   overwrite: bool = False, resize: bool = True, time_filter: float = 0.0, progress: bool = True,
+                   log=print) -> dict:
     """Segment one video or this part of a folder of videos (see module doc); a failing video is reported and
-    the others go on; finished videos are kept unless ``overwrite``.
+    the others go on; finished videos are kept unless ``overwrite`` (or made with another ``time_filter``).
 
     Returns {"results": [this run's JSON dicts], "kept": [videos finished before], "failed": [{"video", "error"}],
     "summary": the folder summary or None}.
@@ -273,7 +276,7 @@ def predict_videos(inputs, model_folder, out_dir, folds=None, checkpoint: str = 
     videos = shard(everything, num_parts, part_id)
     device = device or default_device()
     provenance = {"model_folder": str(model_folder), "folds": check_model_folder(model_folder, folds, checkpoint),
-                  "checkpoint": checkpoint, "device": device}
+                  "checkpoint": checkpoint, "time_filter": float(time_filter) or None, "device": device}
     kept = [v for v in videos if not overwrite and finished(out_dir, v.stem, provenance)]
     todo = [v for v in videos if v not in kept]
     if kept:
@@ -282,7 +285,7 @@ def predict_videos(inputs, model_folder, out_dir, folds=None, checkpoint: str = 
     predictor = load_predictor(model_folder, folds, checkpoint, device) if todo else None
     for v in tqdm(todo, desc="predict-video", unit="video", disable=not progress or len(todo) < 2):
         try:
-            r = predict_one(predictor, v, out_dir, fps, provenance=provenance, resize=resize)
+            r = predict_one(predictor, v, out_dir, fps, provenance=provenance, resize=resize, time_filter=time_filter)
         except (PredictionError, RuntimeError, ValueError, OSError) as e:
             failed.append({"video": str(v), "error": str(e)})
             write_json(Path(out_dir) / f"{v.stem}_failed.json", failed[-1])
