@@ -11,6 +11,7 @@ applies it to a prediction folder, ``unilvseg predict-video --time-filter`` to v
 """
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -47,43 +48,20 @@ def filter_stream(chunks, sigma: float):
     """:func:`filtered_labels` of a video whose probabilities arrive as consecutive chunks of frames (classes,
     frames, ...), e.g. the windows of a whole-video network: yields ``(first frame, labels)`` in order, the
     same labels as offline, holding only the frames the Gaussian still needs (twice its radius)."""
-    stream = _Stream(sigma)
-    for chunk in chunks:
-        start, labels = stream.done, stream.push(chunk)
-        if len(labels):
-            yield start, labels
-    start, labels = stream.done, stream.finish()
-    if len(labels):
-        yield start, labels
-
-
-class _Stream:
-    """The state of :func:`filter_stream`: the frames held and how many are labeled."""
-
-    def __init__(self, sigma: float):
-        filter_probabilities(np.zeros((1, 1)), sigma)  # validates sigma
-        self.sigma, self.radius = float(sigma), int(4.0 * sigma + 0.5)  # scipy's default truncation, 4 sigma
-        self.buffer, self.first, self.done = None, 0, 0  # held frames, index of the first, frames already labeled
-
-    def _emit(self, stop: int) -> np.ndarray:
-        """Labels of frames [done, stop) from the held frames; keeps what later frames need."""
-        lo, hi = self.done - self.first, stop - self.first
-        if hi <= lo:
-            return np.zeros((0, *self.buffer.shape[2:]), np.uint8)
-        labels = filtered_labels(self.buffer, self.sigma)[lo:hi]
-        keep = max(0, stop - self.radius - self.first)
-        self.buffer, self.first, self.done = self.buffer[:, keep:], self.first + keep, stop
-        return labels
-
-    def push(self, probabilities: np.ndarray) -> np.ndarray:
-        """Add the next frames (classes, frames, ...); return the labels of every frame now complete, in order."""
-        chunk = probabilities.astype(np.float32, copy=False)
-        self.buffer = chunk if self.buffer is None else np.concatenate([self.buffer, chunk], axis=1)
-        return self._emit(self.first + self.buffer.shape[1] - self.radius)
-
-    def finish(self) -> np.ndarray:
-        """The labels of the frames left (the last frame repeats past the video's end, as offline)."""
-        return self._emit(self.first + self.buffer.shape[1]) if self.buffer is not None else np.zeros(0, np.uint8)
+    filter_probabilities(np.zeros((1, 1)), sigma)  # validates sigma
+    radius = int(4.0 * sigma + 0.5)  # scipy's default truncation, 4 sigma
+    held, first, done = None, 0, 0  # frames held, index of the first, frames already labeled
+    for chunk in itertools.chain(chunks, [None]):  # None: the video ended, its last frame repeats past it
+        if chunk is not None:
+            chunk = chunk.astype(np.float32, copy=False)
+            held = chunk if held is None else np.concatenate([held, chunk], axis=1)
+        if held is None:
+            return
+        stop = first + held.shape[1] - (radius if chunk is not None else 0)
+        if stop > done:
+            yield done, filtered_labels(held, sigma)[done - first:stop - first]
+            keep = max(0, stop - radius - first)
+            held, first, done = held[:, keep:], first + keep, stop
 
 
 def _file_ending(pred_dir: Path) -> str:
