@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from unilvseg_nnunet.inference.clip_norm import ClipInstanceNorm3d, use_clip_norm
 from unilvseg_nnunet.inference.gaussian import separable_gaussian
 from unilvseg_nnunet.inference.precision import ENV
 from unilvseg_nnunet.inference.predictor import nonzero_box, zscore_stats
@@ -178,3 +179,60 @@ def test_whole_video_networks_give_nnunet_the_separable_gaussian(net, monkeypatc
     assert predict_from_raw_data.compute_gaussian is compute_gaussian  # a stock or old plan changes nothing
     video_window_net(net, {"frames": 8, "inference": WINDOW})
     assert predict_from_raw_data.compute_gaussian is separable_gaussian
+
+
+def _clip_reference(x, frames, norm):
+    """Frame by frame: nnU-Net's InstanceNorm3d over the training clip centred on the frame (inside the video)."""
+    out = torch.empty_like(x)
+    for t in range(x.shape[2]):
+        s = min(max(t - frames // 2, 0), max(x.shape[2] - frames, 0))
+        out[:, :, t] = norm(x[:, :, s:s + frames])[:, :, t - s]
+    return out
+
+
+@pytest.mark.parametrize("n", [3, 8, 9, 30, 101])
+def test_clip_norm_gives_each_frame_the_statistics_of_its_training_clip(n):
+    torch.manual_seed(2)
+    stock = nn.InstanceNorm3d(4, affine=True).eval()
+    with torch.no_grad():
+        stock.weight.normal_()
+        stock.bias.normal_()
+    x = torch.randn(2, 4, n, 6, 5) * torch.linspace(0.5, 3, n)[:, None, None] + torch.linspace(-2, 2, n)[:, None, None]
+    holder = nn.Sequential(stock)
+    use_clip_norm(holder, 8)
+    clip = holder[0]
+    assert isinstance(clip, ClipInstanceNorm3d) and clip.weight is stock.weight and clip.bias is stock.bias
+    with torch.no_grad():
+        assert torch.allclose(clip(x), _clip_reference(x, 8, stock), atol=1e-4)
+        clip.train()
+        assert torch.equal(clip(x), stock(x))  # training normalises the clip it is given, as nnU-Net does
+        clip.eval()
+        use_clip_norm(holder, 0)  # 0 frames: whole-input statistics, as before
+        assert clip.frames == 0 and torch.equal(clip(x), stock(x))
+    if n > 8:  # the whole-input statistics (today's whole-video pass) differ
+        assert not torch.allclose(stock.eval()(x), _clip_reference(x, 8, stock), atol=1e-2)
+
+
+def test_clip_norm_keeps_checkpoints_and_has_no_seam():
+    torch.manual_seed(3)
+    plain = ConvVideoNet(norm=True).eval()
+    state = plain.state_dict()
+    window = {**WINDOW, "margin": 8}  # the receptive field of a frame's clip statistics: +-4 frames, then 3 convolutions
+    wrapped = VideoWindowNet(ConvVideoNet(norm=True), **window, norm_frames=8).eval()
+    wrapped.net.load_state_dict(state)  # checkpoints of networks built before load unchanged
+    assert set(wrapped.net.state_dict()) == set(state)
+    assert any(isinstance(m, ClipInstanceNorm3d) for m in wrapped.modules())
+    with torch.no_grad():
+        for n in (30, 64, 65, 300):  # a constant video gives constant masks across every window boundary
+            y = wrapped(torch.full((1, 1, n, 16, 16), 0.7))
+            interior = y[:, :, 12:n - 12]  # the video's ends reach 4 + 4 + 3 frames in (convolution, clip, convolutions)
+            assert torch.allclose(interior, interior[:, :, :1].expand_as(interior), atol=1e-5), n
+        # a long video's frames are normalised as in a training clip wherever its window lies: windows and one
+        # pass agree beyond the cross-fades' reach
+        x = torch.randn(1, 1, 300, 8, 8) + torch.sin(torch.arange(300) / 4.0)[:, None, None]
+        one_pass = VideoWindowNet(wrapped.net, 300, window["overlap"], window["margin"]).eval()(x)
+        assert torch.allclose(wrapped(x), one_pass, atol=1e-4)
+    assert video_window_net(ConvVideoNet(norm=True), {"frames": 8, "inference": WINDOW}).norm_frames == 8
+    assert video_window_net(ConvVideoNet(norm=True), {"frames": 8, "inference": {**WINDOW, "norm_frames": 0}}).norm_frames == 0
+    with pytest.raises(ValueError, match="norm_frames"):
+        VideoWindowNet(ConvVideoNet(), **WINDOW, norm_frames=-1)

@@ -71,6 +71,8 @@ def test_temporal_configuration_on_stock_plans(stock, frames, period, arch):
     assert cfg["inherits_from"] == "3d_fullres" and "spacing" not in cfg and "data_identifier" not in cfg
     assert cfg["patch_size"][0] >= frames * period and cfg["patch_size"][1:] == [112, 112]  # F*T frames or more
     assert cfg["unilvseg"]["frames"] == frames and cfg["unilvseg"]["period"] == period
+    if period == 1:  # whole-video inference, instance norms with the statistics of one training clip
+        assert cfg["unilvseg"]["inference"]["norm_frames"] == frames
     assert cfg["batch_size"] >= 2
     kw = cfg["architecture"]["arch_kwargs"]
     strides = np.array(kw["strides"])

@@ -2,13 +2,15 @@
 
 A temporal configuration's network never strides time and is fully convolutional along it, so it
 segments a clip of any length. Its plans carry an inference window (``"unilvseg": {"inference":
-{"max_frames", "overlap", "margin"}}``, see :func:`unilvseg_nnunet.planning.temporal.inference_window`)
+{"max_frames", "overlap", "margin"}}``, see :func:`unilvseg_nnunet.planning.temporal.with_inference_window`)
 and a patch of ``tile_frames`` frames: nnU-Net's sliding window hands a whole video to the network
 in one tile, and :class:`VideoWindowNet` does the rest:
 
 - training, and whenever deep supervision is on: the network itself (clips of F frames);
 - inference: the frames nnU-Net padded the tile with (exactly 0 after normalisation, at either
-  end) are cut off, so the network sees the video and nothing else; a video of up to
+  end) are cut off, so the network sees the video and nothing else; its instance norms take, for
+  each frame, the statistics of the training clip centred on it (``norm_frames``, the clip length F:
+  :mod:`~unilvseg_nnunet.inference.clip_norm`), not those of the whole window; a video of up to
   ``max_frames`` frames is segmented in one pass; a longer one in windows of at most
   ``max_frames`` frames overlapping by at least ``overlap`` frames (:func:`plan_windows`). In each
   overlap the ``margin`` frames next to either window's edge are dropped and the rest is
@@ -30,6 +32,7 @@ import math
 import torch
 from torch import nn
 
+from unilvseg_nnunet.inference.clip_norm import use_clip_norm
 from unilvseg_nnunet.inference.gaussian import use_separable_gaussian
 from unilvseg_nnunet.inference.precision import inference_autocast
 
@@ -98,15 +101,21 @@ class VideoWindowNet(nn.Module):
     """A temporal network that segments whole videos at inference (see the module doc).
 
     The trained network is ``self.net``; training, deep supervision and checkpoints go through it
-    unchanged (parameter names start with ``net.``).
+    unchanged (parameter names start with ``net.``). ``norm_frames`` > 0: its InstanceNorm3d layers become
+    :class:`~unilvseg_nnunet.inference.clip_norm.ClipInstanceNorm3d` of that many frames (0: whole-window
+    statistics).
     """
 
-    def __init__(self, net: nn.Module, max_frames: int, overlap: int, margin: int):
+    def __init__(self, net: nn.Module, max_frames: int, overlap: int, margin: int, norm_frames: int = 0):
         super().__init__()
         if margin < 0 or overlap <= 2 * margin:
             raise ValueError(f"the overlap ({overlap}) must exceed twice the margin ({margin}), which must be >= 0")
+        if norm_frames < 0:
+            raise ValueError(f"norm_frames must be >= 0, got {norm_frames}")
         plan_windows(max_frames + 1, max_frames, overlap)  # validates max_frames and overlap
-        self.net, self.max_frames, self.overlap, self.margin = net, int(max_frames), int(overlap), int(margin)
+        self.net = use_clip_norm(net, norm_frames) if norm_frames else net
+        self.max_frames, self.overlap, self.margin, self.norm_frames = (int(max_frames), int(overlap), int(margin),
+                                                                        int(norm_frames))
 
     @property
     def decoder(self):
@@ -135,9 +144,10 @@ class VideoWindowNet(nn.Module):
 
 def video_window_net(net: nn.Module, settings: dict | None) -> nn.Module:
     """``net`` in a :class:`VideoWindowNet` when its configuration's "unilvseg" entry (``settings``) has an
-    inference window, else ``net`` itself (plans made before the window existed, super images)."""
+    inference window, else ``net`` itself (plans made before the window existed, super images). The window's
+    "norm_frames" defaults to the training clip's length ("frames"), also for plans written before it existed."""
     window = (settings or {}).get("inference")
     if not window:
         return net
     use_separable_gaussian()  # the 1,024-frame tile's Gaussian in 0.3 s instead of 6 s
-    return VideoWindowNet(net, **window)
+    return VideoWindowNet(net, **{"norm_frames": int(settings["frames"]), **window})

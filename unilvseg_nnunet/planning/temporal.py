@@ -215,12 +215,13 @@ INFERENCE_WINDOW = {"max_frames": 256, "overlap": 32, "margin": 8}
 def with_inference_window(cfg: dict) -> dict:
     """A period-1 temporal configuration with the whole-video inference window: patch of
     :data:`INFERENCE_TILE_FRAMES` frames (training clips keep "unilvseg"["frames"]) and
-    "unilvseg"["inference"] = :data:`INFERENCE_WINDOW`; any other configuration as it is."""
+    "unilvseg"["inference"] = :data:`INFERENCE_WINDOW` with instance-norm statistics over the training clip's
+    frames ("norm_frames", see :mod:`unilvseg_nnunet.inference.clip_norm`); any other configuration as it is."""
     clip = cfg.get(KEY) or {}
     if clip.get("period") != 1 or clip.get("layout") == "superimage":
         return cfg
     frames = int(clip["frames"])
-    window = {**INFERENCE_WINDOW, "max_frames": max(INFERENCE_WINDOW["max_frames"], frames)}
+    window = {**INFERENCE_WINDOW, "max_frames": max(INFERENCE_WINDOW["max_frames"], frames), "norm_frames": frames}
     return {**cfg, "patch_size": [max(INFERENCE_TILE_FRAMES, frames), *cfg["patch_size"][1:]],
             KEY: {**clip, "inference": window}}
 
