@@ -4,7 +4,8 @@ For each whole-video model folder, segments the test split of its raw dataset tw
 which gives ``nnUNetv2_predict``'s masks): with the statistics of the whole window the network is given
 (``norm_frames`` 0, how whole-video inference ran before) and with those of the training clip centred on each
 frame (the plans' default), scores both with ``unilvseg evaluate`` against the phantom's every-frame truth and
-prints the benchmark's figures side by side::
+prints the benchmark's figures side by side; ``--windows 8 16 32`` adds runs in windows of that many frames with
+whole-window statistics (the experiment that located the cause)::
 
     python bench/bench_clip_norm.py --dataset bench_out/work_a60/nnUNet_raw/Dataset962_AccuracyArtefacts \\
         --models bench_out/work_a60/artefacts/budget600/seed*/results/Dataset962_*/SparseTemporalTrainer_demo__*
@@ -19,17 +20,15 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import figures  # noqa: E402
+from bench_accuracy import COLUMNS, aggregate, figures  # noqa: E402
 
-COLUMNS = ("dense_dsc", "dsc_corrupted", "worst_frame_dsc", "hf_share", "hf_ratio", "ed_es_error", "ef_beats_mae",
-           "area_swing")
+SHOWN = [c for c in COLUMNS if c[1] not in ("dsc_clean", "iterations", "labeled_frames_seen")]
 
 
-def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None) -> Path:
-    """Masks of the test split by ``model`` with ``norm_frames`` (None: the plans' value) written under ``out``."""
+def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None, window: int | None = None) -> Path:
+    """Masks of the test split by ``model`` written under ``out``: instance norms over ``norm_frames`` frames
+    (None: the plans' value, 0: the whole window), in windows of ``window`` frames (None: the plans' window)."""
     from unilvseg_nnunet.data.dataset import subset_cases
     from unilvseg_nnunet.files import read_volume_spacing, write_volume
     from unilvseg_nnunet.inference.clip_norm import use_clip_norm
@@ -41,6 +40,8 @@ def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None
         raise SystemExit(f"{model}: not a whole-video model")
     if norm_frames is not None:
         use_clip_norm(predictor.network.net, norm_frames)
+    if window is not None:  # the largest overlap plan_windows allows, no margin
+        predictor.network = VideoWindowNet(predictor.network.net, window, window // 3, 0)
     _, cases, ending = subset_cases(dataset, "imagesTs")
     for case in cases:
         x, spacing = read_volume_spacing(dataset / "imagesTs" / f"{case}_0000{ending}")
@@ -49,34 +50,33 @@ def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None
 
 
 def main(argv=None) -> int:
+    from unilvseg_nnunet.cli import main as cli
+    from unilvseg_nnunet.evaluation.reports import fmt_num
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", type=Path, required=True, help="raw dataset folder with the every-frame truth")
     p.add_argument("--models", type=Path, nargs="+", required=True, help="whole-video model folders (fold 0)")
+    p.add_argument("--windows", type=int, nargs="*", default=[], help="also windows of these many frames, "
+                   "whole-window statistics")
     p.add_argument("--out", type=Path, default=Path("bench_out/clip_norm"))
     args = p.parse_args(argv)
-    from unilvseg_nnunet.cli import main as cli
-
-    dataset_id = args.dataset.name[len("Dataset"):len("Dataset") + 3]
-    rows = {}
+    variants = [(f"windows of {w} frames, whole-window statistics", 0, w) for w in args.windows]
+    variants += [("whole-window statistics", 0, None), ("training-clip statistics", None, None)]
+    runs = []
     for i, model in enumerate(args.models):
-        for label, norm_frames in (("whole-window statistics", 0), ("training-clip statistics", None)):
-            out = args.out / f"model{i}" / ("whole" if norm_frames == 0 else "clip")
-            segment_split(model, args.dataset, out / "pred", norm_frames)
-            if cli(["evaluate", "-p", str(out / "pred"), "-d", dataset_id, "-o", str(out / "eval"), "--n-boot", "1000",
-                    "--no-video-plots"]):
+        for label, norm_frames, window in variants:
+            out = args.out / f"model{i}" / "".join(c if c.isalnum() else "_" for c in label)
+            segment_split(model, args.dataset, out / "pred", norm_frames, window)
+            if cli(["evaluate", "-p", str(out / "pred"), "-d", args.dataset.name, "-o", str(out / "eval"), "--n-boot",
+                    "1000", "--no-video-plots"]):
                 raise SystemExit(f"unilvseg evaluate failed on {out / 'pred'}")
-            f = figures(json.loads((out / "eval" / "summary.json").read_text()), {})
-            rows.setdefault(label, []).append(f)
-            print(f"{model.parent.parent.parent.name} {label}: " +
-                  ", ".join(f"{k} {f[k]:.4f}" for k in COLUMNS), flush=True)
-    print(f"\n| Inference ({len(args.models)} models) | " + " | ".join(COLUMNS) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
-    for label, fs in rows.items():
-        cells = []
-        for k in COLUMNS:
-            v = np.array([f[k] for f in fs]) * (100 if k in ("dense_dsc", "dsc_corrupted", "worst_frame_dsc",
-                                                             "hf_share") else 1)
-            cells.append(f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0:.2f}")
+            runs.append({"model": label, **figures(json.loads((out / "eval" / "summary.json").read_text()), {})})
+            print(f"{model}: {label}: " + ", ".join(f"{k} {runs[-1][k]:.4f}" for _, k, _, _ in SHOWN), flush=True)
+    print(f"\n| Inference ({len(args.models)} models) | " + " | ".join(c[0] for c in SHOWN) + " |")
+    print("|---" * (len(SHOWN) + 1) + "|")
+    for label, _, _ in variants:
+        cells = [f"{fmt_num(m, fmt, scale)} ± {fmt_num(sd, fmt, scale)}"
+                 for (_, key, fmt, scale) in SHOWN for m, sd, _ in [aggregate(runs, key, label)]]
         print(f"| {label} | " + " | ".join(cells) + " |")
     return 0
 

@@ -232,7 +232,11 @@ def test_clip_norm_keeps_checkpoints_and_has_no_seam():
         x = torch.randn(1, 1, 300, 8, 8) + torch.sin(torch.arange(300) / 4.0)[:, None, None]
         one_pass = VideoWindowNet(wrapped.net, 300, window["overlap"], window["margin"]).eval()(x)
         assert torch.allclose(wrapped(x), one_pass, atol=1e-4)
-    assert video_window_net(ConvVideoNet(norm=True), {"frames": 8, "inference": WINDOW}).norm_frames == 8
-    assert video_window_net(ConvVideoNet(norm=True), {"frames": 8, "inference": {**WINDOW, "norm_frames": 0}}).norm_frames == 0
+    def norm_frames(settings):
+        net = video_window_net(ConvVideoNet(norm=True), settings)
+        return [m.frames if isinstance(m, ClipInstanceNorm3d) else 0 for m in net.modules() if isinstance(m, nn.InstanceNorm3d)]
+
+    assert norm_frames({"frames": 8, "inference": WINDOW}) == [8]  # plans without the key: the clip length
+    assert norm_frames({"frames": 8, "inference": {**WINDOW, "norm_frames": 0}}) == [0]
     with pytest.raises(ValueError, match="norm_frames"):
         VideoWindowNet(ConvVideoNet(), **WINDOW, norm_frames=-1)

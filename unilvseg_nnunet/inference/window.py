@@ -114,8 +114,7 @@ class VideoWindowNet(nn.Module):
             raise ValueError(f"norm_frames must be >= 0, got {norm_frames}")
         plan_windows(max_frames + 1, max_frames, overlap)  # validates max_frames and overlap
         self.net = use_clip_norm(net, norm_frames) if norm_frames else net
-        self.max_frames, self.overlap, self.margin, self.norm_frames = (int(max_frames), int(overlap), int(margin),
-                                                                        int(norm_frames))
+        self.max_frames, self.overlap, self.margin = int(max_frames), int(overlap), int(margin)
 
     @property
     def decoder(self):
