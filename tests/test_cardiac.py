@@ -135,6 +135,24 @@ def test_video_readout_beat_by_beat_ef():
     assert len(r["area"]) == len(video) and r["hf_share"] < 0.01
 
 
+def test_beat_from_a_lost_mask_gives_no_ef():
+    fps, hr = 50.0, 75.0
+    _, t, phase = _area_curve(fps, 3.0, hr)
+    s = np.where(phase < 0.35, 0.5 * (1 + np.cos(np.pi * phase / 0.35)), 0.5 * (1 - np.cos(np.pi * (phase - 0.35) / 0.65)))
+    video = np.stack([ellipse_mask(32 + 8 * si, 14 + 6 * si, 0.2) for si in s])
+    good = cardiac.video_readout(video, fps)
+    es = good["beats"][1]["es"]
+    video[es] = 0  # the mask loses the LV at one ES: that beat's "EF" is 100 %
+    r = cardiac.video_readout(video, fps)
+    lost = [b for b in r["beats"] if b["es"] == es]
+    assert len(lost) == 1 and lost[0]["ef"] == pytest.approx(100.0)
+    assert f"frame {es} holds 0 pixels" in lost[0]["ef_problem"]
+    assert all(b["ef_problem"] is None for b in r["beats"] if b["es"] != es)
+    assert r["ef_beats_mean"] == pytest.approx(good["ef_beats_mean"], abs=2.0)
+    assert cardiac.ef_problem(-18.0, 400, 500, 50, 70).startswith("ED frame 50 / ES frame 70 EF -18.0%")
+    assert cardiac.ef_problem(55.0, 400, 180) is None
+
+
 @pytest.mark.parametrize("seed", [0, 2, 5])
 def test_phantom_ground_truth_masks_reproduce_tracing_ef_and_ed_es(seed):
     # the phantom knows its cavity in every frame: EF from those masks (long axis found from the mask)

@@ -68,6 +68,10 @@ def test_table_and_bubble_plot_for_several_models(tmp_path):
     assert "| ours3d | 11.26 | 0.85 | 12.5 | 93.32 (92.32–94.32) |" in md
     assert "| nnunet2d | 7.37 | 2.30 |" in md and "| broken-cost | n/a | n/a |" in md
     assert "Cost of broken-cost not counted: RuntimeError: no fvcore" in md
+    rows[1]["ef"] = {**rows[1]["ef"], "pred_beats": {**rows[1]["ef"]["pred_beats"], "n_unavailable": 2}}
+    md = comparison_markdown({"dataset_dir": "/d", "subset": "imagesTs", "n_cases": 3, "device": "cpu", "n_boot": 10000,
+                              "seed": 0, "models": rows})
+    assert "| 4.00 | 4.00 (2 n/a) |" in md and "| 4.00 | 4.00 |" in md
     bubble_plot(rows, tmp_path / "bubble.png")
     assert (tmp_path / "bubble.png").stat().st_size > 1000
 

@@ -137,6 +137,31 @@ def test_perfect_prediction_and_flicker(tmp_path):
     assert s2["temporal"]["jitter"]["mean"] > 5 * s["temporal"]["jitter"]["mean"]
 
 
+def test_implausible_ef_is_counted_not_averaged(tmp_path):
+    # one video's prediction loses the LV at its traced ES frame (3 pixels left): its EF of ~100 % would pull
+    # the MAE up by tens of points; it is counted as unavailable and the MAE stays that of the plausible videos
+    raw, truth = make_dataset(tmp_path, n=3)
+    pred = tmp_path / "pred"
+    write_predictions(pred, truth)
+    meta = json.loads((raw / "unilvseg_metadata" / "case1.json").read_text())
+    lost = truth["case1"].copy()
+    lost[meta["es_frame"]] = 0
+    lost[meta["es_frame"], 56, 55:58] = 1
+    write_volume(pred / f"case1{FILE_ENDING}", lost)
+    s = evaluation.evaluate(pred, raw, tmp_path / "r", n_boot=200, video_plots=False, progress=False)
+    traced = s["ef"]["pred_traced_frames"]
+    assert traced["n"] == 2 and traced["n_unavailable"] == 1 and traced["mae"] < 3.0
+    assert s["ef"]["reference_masks"]["n_unavailable"] == 0
+    assert "| pred_traced_frames |" in (tmp_path / "r" / "report.md").read_text()
+    assert "| 2 | 1 |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_agreement_counts_missing_predictions():
+    a = evaluation.agreement([50.0, math.nan, 61.0, 70.0], [55.0, 52.0, 58.0, math.nan])
+    assert a["n"] == 2 and a["n_unavailable"] == 1
+    assert a["mae"] == pytest.approx(4.0) and a["bias"] == pytest.approx(-1.0)
+
+
 def test_dataset_id_lookup(tmp_path, monkeypatch):
     raw, truth = make_dataset(tmp_path, n=2)
     monkeypatch.setenv("nnUNet_raw", str(tmp_path))

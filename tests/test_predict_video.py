@@ -102,8 +102,9 @@ def test_predict_video_bad_inputs(model_folder, nnunet_env, tmp_path, monkeypatc
         predict_videos(tmp_path / "missing.avi", model_folder, tmp_path / "o", folds=[0])
 
 
-def _beat(ed, es, ef):
-    return {"ed": ed, "es": es, "edv": 100.0, "esv": 100.0 - ef, "ef": ef}
+def _beat(ed, es, ef, area=(400.0,) * 80):
+    return {"ed": ed, "es": es, "edv": 100.0, "esv": 100.0 - ef, "ef": ef,
+            "ef_problem": cardiac.ef_problem(ef, area[ed], area[es], ed, es)}
 
 
 def test_ef_is_reported_only_from_clear_beats():
@@ -112,7 +113,7 @@ def test_ef_is_reported_only_from_clear_beats():
     assert ef_readout(ok) == (56.0, None)
     empty_es = [400.0] * 80
     empty_es[70] = 3.0  # an "ES" where the mask holds almost nothing: EF 99% of noise
-    ef, why = ef_readout({**ok, "beats": [_beat(3, 20, 55.0), _beat(50, 70, 99.0)], "area": empty_es})
+    ef, why = ef_readout({**ok, "beats": [_beat(3, 20, 55.0), _beat(50, 70, 99.0, empty_es)], "area": empty_es})
     assert np.isnan(ef) and "frame 70 holds 3 pixels" in why and "no LV" in why
     ef, why = ef_readout({**ok, "beats": []})
     assert np.isnan(ef) and "no complete beat" in why

@@ -23,6 +23,10 @@ Choices (pinned by tests/test_cardiac.py):
   with a prominence of at least 25% of the curve's 5–95% range (and 2% of its mean area).
   A beat = an ED followed by the next ES before the next ED; beat EF uses disk volumes of the
   mask at those two frames.
+* **Implausible EF** (:func:`ef_problem`): an EF outside 0-``MAX_EF_PERCENT`` %, or from an ED or ES
+  mask of fewer than ``MIN_LV_AREA_PX`` pixels, is no measurement of a heart but of a mask that
+  lost the LV; it is kept out of means and MAEs and counted as unavailable instead, so a model
+  with empty masks shows "n unavailable" rather than an error of thousands of EF points.
 * **Against an every-frame truth**: ED/ES error = mean over the truth's detected events of the
   distance to the nearest predicted event (:func:`event_error`); a predicted beat matches a truth
   beat when its ED and ES both lie within half the truth beat's ED-to-ES time (:func:`match_beats`).
@@ -41,6 +45,8 @@ SMOOTH_SIGMA_S = 0.03
 MIN_PROMINENCE_RANGE = 0.25
 MIN_PROMINENCE_MEAN = 0.02
 N_DISKS = 20
+MAX_EF_PERCENT = 90.0  # no heart empties more: a higher EF comes from a mask that lost the LV at ES
+MIN_LV_AREA_PX = 20  # an ED or ES mask with fewer LV pixels holds no LV: its "beat" is noise of an empty mask
 
 
 def area_curve(mask: np.ndarray) -> np.ndarray:
@@ -134,6 +140,20 @@ def ef_from_volumes(edv: float, esv: float) -> float:
     return float(ejection_fraction(edv, esv)) if edv > 0 else float("nan")
 
 
+def ef_problem(ef: float, ed_area: float, es_area: float, ed: int | None = None, es: int | None = None) -> str | None:
+    """Why an EF computed from the masks at ED and ES (areas in pixels; frame indices for the message) is no
+    measurement, or None when it is one."""
+    for name, frame, area in (("ED", ed, ed_area), ("ES", es, es_area)):
+        if area < MIN_LV_AREA_PX:
+            where = f"frame {frame}" if frame is not None else name
+            return (f"the LV mask of {where} holds {area:.0f} pixels (fewer than {MIN_LV_AREA_PX}): "
+                    f"no LV is segmented there, so it gives no EF")
+    if not (np.isfinite(ef) and 0.0 <= ef <= MAX_EF_PERCENT):
+        at = f"ED frame {ed} / ES frame {es} " if ed is not None else ""
+        return f"{at}EF {ef:.1f}% lies outside 0-{MAX_EF_PERCENT:g}: the masks' extremes are not a heart's"
+    return None
+
+
 def smooth_area(area: np.ndarray, fps: float) -> np.ndarray:
     """The area curve smoothed for ED/ES detection (Gaussian, sigma = SMOOTH_SIGMA_S seconds)."""
     sigma = SMOOTH_SIGMA_S * fps
@@ -207,8 +227,9 @@ def video_readout(mask: np.ndarray, fps: float, cutoff_hz: float = HF_CUTOFF_HZ)
     """Everything a clinician reads from one predicted mask video (JSON-ready).
 
     Keys: area (list), hf_share, jitter, ed_frames, es_frames, beats (list of {ed, es, edv, esv,
-    ef}), ef_beats_mean (NaN without a complete beat), heart_rate_bpm (from ED spacing, NaN with
-    fewer than two EDs).
+    ef, ef_problem}: None or why :func:`ef_problem` rejects the beat's EF), ef_beats_mean (mean over the
+    beats with a plausible EF, NaN without one), heart_rate_bpm (from ED spacing, NaN with fewer than
+    two EDs).
     """
     mask = np.asarray(mask)
     area = area_curve(mask)
@@ -216,8 +237,10 @@ def video_readout(mask: np.ndarray, fps: float, cutoff_hz: float = HF_CUTOFF_HZ)
     beat_list = []
     for e, s in beats(ed, es):
         edv, esv = mask_volume(mask[e]), mask_volume(mask[s])
-        beat_list.append({"ed": e, "es": s, "edv": edv, "esv": esv, "ef": ef_from_volumes(edv, esv)})
-    efs = [b["ef"] for b in beat_list if np.isfinite(b["ef"])]
+        ef = ef_from_volumes(edv, esv)
+        beat_list.append({"ed": e, "es": s, "edv": edv, "esv": esv, "ef": ef,
+                          "ef_problem": ef_problem(ef, area[e], area[s], e, s)})
+    efs = [b["ef"] for b in beat_list if b["ef_problem"] is None]
     hr = 60.0 * fps / float(np.mean(np.diff(ed))) if len(ed) >= 2 and fps else float("nan")
     return {
         "fps": float(fps), "num_frames": int(mask.shape[0]), "area": area.tolist(),

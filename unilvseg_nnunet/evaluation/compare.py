@@ -137,6 +137,11 @@ def _dsc_ci(d: dict) -> str:
     return f"{_f(100 * d['pooled_dsc'])} ({_f(100 * lo)}–{_f(100 * hi)})"
 
 
+def _ef_mae(a: dict) -> str:
+    """EF MAE with the count of videos whose EF was implausible and left out."""
+    return _f(a["mae"]) + (f" ({a['n_unavailable']} n/a)" if a.get("n_unavailable") else "")
+
+
 def comparison_markdown(result: dict) -> str:
     """The Table-I-like Markdown table with its footnotes."""
     lines = [f"# Comparison on {result['dataset_dir']} ({result['subset']}, {result['n_cases']} videos)", "",
@@ -150,7 +155,7 @@ def comparison_markdown(result: dict) -> str:
             f"| {r['name']} | {_f(r['params_m'])} | {_f(r['gflops_per_frame'])} | {_f(r['frames_per_second'], '.1f')} "
             f"| {_dsc_ci(r['dsc']['overall'])} | {_dsc_ci(r['dsc']['ed'])} | {_dsc_ci(r['dsc']['es'])} "
             f"| {_f(100 * t['hf_share']['mean'])} | {_f(100 * t['jitter']['mean'])} "
-            f"| {_f(ef['pred_traced_frames']['mae'])} | {_f(ef['pred_beats']['mae'])} "
+            f"| {_ef_mae(ef['pred_traced_frames'])} | {_ef_mae(ef['pred_beats'])} "
             f"| {_f(e['ed_abs_frame_error']['mean'], '.1f')} / {_f(e['es_abs_frame_error']['mean'], '.1f')} |")
     lines += ["",
               f"DSC: pooled 2·ΣI/Σ(|A|+|B|) over the traced frames, in percent; 95% percentile-bootstrap intervals over "
@@ -161,7 +166,9 @@ def comparison_markdown(result: dict) -> str:
               f"per frame of one network input patch. HF energy: share of the area curve's spectral energy above 10 Hz; "
               f"jitter: mean |second difference| / mean area (both over every frame, lower = smoother). EF MAE (EF points) vs "
               f"FileList EF: from the masks at the traced ED/ES frames, and averaged over beats detected on the predicted "
-              f"area curve. ED/ES err: mean |traced − nearest detected| frame."]
+              f"area curve; \"k n/a\": k videos whose EF from the masks is implausible (outside 0–90 %, or an ED or "
+              f"ES mask under 20 pixels: a mask that lost the LV), not averaged. "
+              f"ED/ES err: mean |traced − nearest detected| frame."]
     structures = [r for r in result["models"] if "dsc_by_structure" in r]
     if structures:
         names = list(structures[0]["dsc_by_structure"])

@@ -89,9 +89,12 @@ def markdown_report(summary: dict) -> str:
               f"median {_pct(t['hf_share']['median'])}% ({t['hf_share']['n']} videos). "
               f"Jitter (mean |second difference| / mean area): mean {_pct(t['jitter']['mean'])}%, median {_pct(t['jitter']['median'])}%.",
               "", "## Ejection fraction vs FileList EF", "",
-              "| EF source | MAE | RMSE | Bias | R² | Videos |", "|---|---|---|---|---|---|"]
+              "| EF source | MAE | RMSE | Bias | R² | Videos | Unavailable |", "|---|---|---|---|---|---|---|"]
     for name, a in summary["ef"].items():
-        lines.append(f"| {name} | {_num(a['mae'])} | {_num(a['rmse'])} | {_num(a['bias'])} | {_num(a['r2'], '.3f')} | {a['n']} |")
+        lines.append(f"| {name} | {_num(a['mae'])} | {_num(a['rmse'])} | {_num(a['bias'])} | {_num(a['r2'], '.3f')} "
+                     f"| {a['n']} | {a['n_unavailable']} |")
+    lines += ["", "Unavailable: videos with a FileList EF whose EF from the masks is outside 0-90 % or comes from an "
+              "ED or ES mask under 20 pixels (a mask that lost the LV); they are not averaged."]
     e = summary["ed_es"]
     lines += ["", "## ED/ES detection on the predicted area curve", "",
               f"|traced − nearest detected| frames: ED mean {_num(e['ed_abs_frame_error']['mean'])} "
@@ -146,7 +149,8 @@ def _dense_markdown(d: dict) -> list[str]:
               f"ED/ES detection against the truth's curve: ED {_num(e['ed_abs_frame_error']['mean'])} frames, "
               f"ES {_num(e['es_abs_frame_error']['mean'])} frames (mean).",
               f"Beat-by-beat EF against the truth: MAE {_num(b['mae'])}, bias {_num(b['bias'])} "
-              f"({b['n_beats_matched']} of {b['n_beats_truth']} beats matched)."]
+              f"({b['n_beats_matched']} of {b['n_beats_truth']} beats matched, {b['n_beats_unavailable']} of them "
+              "with an implausible EF and not averaged)."]
     return lines
 
 

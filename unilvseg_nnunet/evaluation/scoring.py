@@ -138,7 +138,8 @@ def score_dense(pred: np.ndarray, truth: np.ndarray, corrupted: dict, fps: float
         "ed_error": cardiac.event_error(readout["ed_frames"], truth_readout["ed_frames"]),
         "es_error": cardiac.event_error(readout["es_frames"], truth_readout["es_frames"]),
         "n_beats_truth": len(truth_beats), "n_beats_matched": len(pairs),
-        "ef_beat_errors": [readout["beats"][j]["ef"] - truth_readout["beats"][i]["ef"] for i, j in pairs],
+        "ef_beat_errors": [math.nan if readout["beats"][j]["ef_problem"] else
+                           readout["beats"][j]["ef"] - truth_readout["beats"][i]["ef"] for i, j in pairs],
     }
 
 
@@ -198,7 +199,8 @@ def score_case(case: str, pred: np.ndarray, ref: np.ndarray, meta: dict, truth: 
     def ef_at(vol):
         if not has_ed_es:
             return math.nan
-        return cardiac.ef_from_volumes(cardiac.mask_volume(vol[ed]), cardiac.mask_volume(vol[es]))
+        ef = cardiac.ef_from_volumes(cardiac.mask_volume(vol[ed]), cardiac.mask_volume(vol[es]))
+        return math.nan if cardiac.ef_problem(ef, vol[ed].sum(), vol[es].sum()) else ef
 
     def num(x):
         return float(x) if isinstance(x, (int, float)) else math.nan
@@ -223,16 +225,19 @@ def score_case(case: str, pred: np.ndarray, ref: np.ndarray, meta: dict, truth: 
 
 
 def agreement(pred, truth) -> dict:
-    """MAE, RMSE, bias (mean pred - truth), R² (coefficient of determination) over finite pairs."""
+    """MAE, RMSE, bias (mean pred - truth), R² (coefficient of determination) over finite pairs; ``n`` pairs, and
+    ``n_unavailable`` cases with a truth but no (plausible) prediction."""
     p, t = np.asarray(pred, float), np.asarray(truth, float)
     ok = np.isfinite(p) & np.isfinite(t)
+    missing = int((np.isfinite(t) & ~np.isfinite(p)).sum())
     p, t = p[ok], t[ok]
     if not ok.any():
-        return {"mae": math.nan, "rmse": math.nan, "bias": math.nan, "r2": math.nan, "n": 0}
+        return {"mae": math.nan, "rmse": math.nan, "bias": math.nan, "r2": math.nan, "n": 0, "n_unavailable": missing}
     err = p - t
     ss_tot = float(((t - t.mean()) ** 2).sum())
     return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())), "bias": float(err.mean()),
-            "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else math.nan, "n": int(ok.sum())}
+            "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else math.nan, "n": int(ok.sum()),
+            "n_unavailable": missing}
 
 
 def _stats(values) -> dict:
@@ -308,6 +313,7 @@ def summarise_dense(records: list[dict], n_boot: int, seed: int) -> dict | None:
     worst_ci = metrics.bootstrap_ratio_ci(worst[None], np.ones((1, len(worst))), n_boot=n_boot, seed=seed)[0]
     kinds = sorted({k.split(":", 1)[1] for d in dense for k in d["sums"] if k.startswith("kind:")})
     ef_err = np.array([e for d in dense for e in d["ef_beat_errors"]], float)
+    n_ef_unavailable = int((~np.isfinite(ef_err)).sum())
     ef_err = ef_err[np.isfinite(ef_err)]
     temporal = {}
     for key in ("hf_share", "jitter"):
@@ -327,7 +333,8 @@ def summarise_dense(records: list[dict], n_boot: int, seed: int) -> dict | None:
         "ef_beats": {"mae": float(np.abs(ef_err).mean()) if ef_err.size else math.nan,
                      "bias": float(ef_err.mean()) if ef_err.size else math.nan,
                      "n_beats_truth": int(sum(d["n_beats_truth"] for d in dense)),
-                     "n_beats_matched": int(sum(d["n_beats_matched"] for d in dense))},
+                     "n_beats_matched": int(sum(d["n_beats_matched"] for d in dense)),
+                     "n_beats_unavailable": n_ef_unavailable},
         **({"dsc_by_structure": {n: metrics.dsc_summary(
             {f: np.array([d["structures"][n][f] for d in dense], float) for f in ("inter", "size", "dice_sum", "n_frames")},
             n_boot=n_boot, seed=seed) for n in dense[0]["structures"]}} if "structures" in dense[0] else {}),
@@ -346,7 +353,9 @@ DEFINITIONS = {
     "ef": "method of disks (20 chords perpendicular to the mask's principal axis), percent; compared to FileList EF",
     "ef_sources": "pred_traced_frames: predicted masks at the traced ED/ES frames; pred_beats: mean over beats "
                   "detected on the predicted area curve; reference_masks: reference label masks with the same mask "
-                  "method; tracings: ef_tracings from the conversion",
+                  "method; tracings: ef_tracings from the conversion. An EF outside 0-90 % or from an ED or ES mask "
+                  "under 20 pixels measures a mask that lost the LV, not a heart: it is left out of MAE, RMSE, bias "
+                  "and R² and counted in n_unavailable",
     "ed_es_error": "|traced frame - nearest detected ED (area maximum) / ES (area minimum)| in frames",
     "hd95_mm": "HD95 as hd95_px, distances in mm at the pixel spacing of the case metadata",
     "structures": "datasets with several structures (e.g. CAMUS: LV, myocardium, left atrium): dsc_by_structure and "

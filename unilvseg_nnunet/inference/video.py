@@ -44,8 +44,6 @@ from unilvseg_nnunet.inference.predictor import (
 
 VIDEO_SUFFIXES = (".avi",)
 SUMMARY = "predict_video_summary.json"
-MAX_EF_PERCENT = 90.0  # no heart empties more: a higher EF comes from a mask that lost the LV at ES
-MIN_LV_AREA_PX = 20  # an ED or ES mask with fewer LV pixels holds no LV: its "beat" is noise of an empty mask
 MAX_HF_SHARE = 0.5  # above this share of area-curve energy above 10 Hz, the curve flickers rather than beats
 MIN_MOTION = 0.5  # mean grey-level change between frames below which a video is a still: no heart moves in it
 # what must match for a finished video to be kept ("time_filter": None without one, as in outputs made before it)
@@ -114,15 +112,9 @@ def ef_readout(readout: dict, motion: float = math.inf) -> tuple[float, str | No
     if math.isfinite(hf) and hf > MAX_HF_SHARE:
         return math.nan, (f"{100 * hf:.0f}% of the LV-area curve's energy lies above {readout['hf_cutoff_hz']:g} Hz: "
                           f"the segmentation flickers from frame to frame, so the curve shows no clear beats")
-    area = readout["area"]
-    for b in readout["beats"]:
-        small = [f for f in (b["ed"], b["es"]) if area[f] < MIN_LV_AREA_PX]
-        if small:
-            return math.nan, (f"the LV mask of frame {small[0]} holds {area[small[0]]:.0f} pixels (fewer than "
-                              f"{MIN_LV_AREA_PX}): no LV is segmented there, so the beat gives no EF")
-        if not (math.isfinite(b["ef"]) and 0.0 <= b["ef"] <= MAX_EF_PERCENT):
-            return math.nan, (f"the beat ED frame {b['ed']} / ES frame {b['es']} gives EF {b['ef']:.1f}%, "
-                              f"outside 0-{MAX_EF_PERCENT:g}: the curve's extremes are not clear beats")
+    problems = [b["ef_problem"] for b in readout["beats"] if b["ef_problem"] is not None]
+    if problems:
+        return math.nan, problems[0]
     return float(readout["ef_beats_mean"]), None
 
 
