@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DATASET_ID, run_cmd
+from conftest import DATASET_ID, PHANTOM_SIZE, run_cmd
 from torch import nn
 
 from unilvseg_nnunet.evaluation.cost import PAPER, count, encoder_costs, encoder_table, network_cost
@@ -28,16 +28,18 @@ def test_paper_flops_are_those_of_128_pixel_frames():
 
 @pytest.mark.nnunet
 def test_planned_configurations_cost(preprocessed_dataset, nnunet_env):
-    """Stock nnU-Net 2d on 112x112 frames is the DESIGN cross-check (7.77 M, 2.32 GFLOPs/frame); 3D per frame = patch / frames."""
+    """Stock nnU-Net 2d on 112x112 frames is the DESIGN cross-check (7.77 M, 2.32 GFLOPs/frame); nnU-Net plans the
+    test phantom's smaller frames with the same stages (16x pooling), so the parameters are the same and the GFLOPs
+    scale with the pixels. 3D per frame = patch / frames."""
     plans = preprocessed_dataset / "nnUNetPlans.json"
     two_d = network_cost(plans, "2d")
-    assert two_d["frames"] == 1 and two_d["patch_size"] == [112, 112]
+    assert two_d["frames"] == 1 and two_d["patch_size"] == [PHANTOM_SIZE, PHANTOM_SIZE]
     assert two_d["params_m"] == pytest.approx(7.77, abs=0.01)
-    assert two_d["gflops_per_frame"] == pytest.approx(2.32, abs=0.01)
+    assert two_d["gflops_per_frame"] == pytest.approx(2.32 * (PHANTOM_SIZE / 112) ** 2, rel=0.01)
     three_d = network_cost(plans, "3d_fullres")
     assert three_d["gflops_per_frame"] == pytest.approx(three_d["gflops"] / three_d["patch_size"][0])
     out = run_cmd(["unilvseg", "cost", "-d", str(DATASET_ID), "-c", "2d"], env=nnunet_env)
-    assert "| 2d | 112x112 | 7.77 |" in out
+    assert f"| 2d | {PHANTOM_SIZE}x{PHANTOM_SIZE} | 7.77 |" in out
 
 
 def test_cost_command_errors_name_what_is_missing(tmp_path, monkeypatch, capsys):

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DATASET_ID, run_cmd
+from conftest import DATASET_ID, PHANTOM_SIZE, run_cmd
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
     ResEncUNetPlanner,
@@ -69,7 +69,7 @@ def test_temporal_configuration_on_stock_plans(stock, frames, period, arch):
     plans, dataset_json = stock
     cfg = temporal_configuration(plans, dataset_json, frames=frames, period=period, arch=arch)
     assert cfg["inherits_from"] == "3d_fullres" and "spacing" not in cfg and "data_identifier" not in cfg
-    assert cfg["patch_size"][0] >= frames * period and cfg["patch_size"][1:] == [112, 112]  # F*T frames or more
+    assert cfg["patch_size"][0] >= frames * period and cfg["patch_size"][1:] == [PHANTOM_SIZE] * 2  # F*T frames or more
     assert cfg["unilvseg"]["frames"] == frames and cfg["unilvseg"]["period"] == period
     if period == 1:  # whole-video inference, instance norms with the statistics of one training clip
         assert cfg["unilvseg"]["inference"]["norm_frames"] == frames
@@ -89,7 +89,7 @@ def test_temporal_configuration_on_stock_plans(stock, frames, period, arch):
 
 def test_any_clip_length_is_kept_and_bad_bases_are_refused(stock):
     nine = temporal_configuration(*stock, frames=9, period=2)  # nnU-Net alone would pad the clip to 10 frames
-    assert nine["patch_size"] == [18, 112, 112] and nine["unilvseg"]["frames"] == 9
+    assert nine["patch_size"] == [18, PHANTOM_SIZE, PHANTOM_SIZE] and nine["unilvseg"]["frames"] == 9
     with pytest.raises(ValueError, match="not 3D"):
         temporal_configuration(*stock, base="2d")
     with pytest.raises(KeyError, match="no configuration '3d_lowres'"):
@@ -100,7 +100,7 @@ def test_stock_configuration_is_adapted_in_memory(stock):
     plans, dataset_json = stock
     adapted = with_temporal_configuration(plans, "3d_fullres", dataset_json)
     cfg = adapted["configurations"]["3d_fullres"]
-    assert cfg["patch_size"][1:] == [112, 112] and cfg["unilvseg"]["frames"] == 32 and "inherits_from" not in cfg
+    assert cfg["patch_size"][1:] == [PHANTOM_SIZE] * 2 and cfg["unilvseg"]["frames"] == 32 and "inherits_from" not in cfg
     assert cfg["data_identifier"] == plans["configurations"]["3d_fullres"]["data_identifier"]
     assert "unilvseg" not in plans["configurations"]["3d_fullres"]  # the input is not modified
     assert with_temporal_configuration(adapted, "3d_fullres", dataset_json) is adapted

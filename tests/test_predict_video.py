@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import PHANTOM_SIZE
 
 from unilvseg_nnunet.cli import main
 from unilvseg_nnunet.data.echonet import decode_video
@@ -294,14 +295,14 @@ def test_inputs_a_user_brings(model_folder, phantom_dir, nnunet_env, tmp_path, m
     source = decode_video(_test_videos(phantom_dir, 1)[0])
     videos = tmp_path / "videos"
     write_video(videos / "big.avi", resize_frames(source, (160, 224)), 50.0)  # 224x160, the EchoNet field of view
-    write_video(videos / "flat.avi", np.full((60, 112, 112), 90, np.uint8), 50.0)  # no beat at all
+    write_video(videos / "flat.avi", np.full((60, PHANTOM_SIZE, PHANTOM_SIZE), 90, np.uint8), 50.0)  # no beat at all
     write_video(tmp_path / "whole.avi", source, 50.0)
     data = (tmp_path / "whole.avi").read_bytes()
     (videos / "cut.avi").write_bytes(data[:int(len(data) * 0.6)])  # header announces every frame, the file holds fewer
     quiet = dict(folds=[0], device="cpu", progress=False, log=lambda s: None)
     done = predict_videos(videos, model_folder, tmp_path / "out", **quiet)
     res = {Path(r["video"]).stem: r for r in done["results"]}
-    assert res["big"]["resized"] and res["big"]["model_frame_size"] == [112, 112]
+    assert res["big"]["resized"] and res["big"]["model_frame_size"] == [PHANTOM_SIZE] * 2
     assert read_volume(tmp_path / "out" / "big.mha").shape == (len(source), 160, 224)
     assert res["cut"]["truncated"] and res["cut"]["num_frames"] < res["cut"]["header_frames"] == len(source)
     assert not res["big"]["truncated"] and np.isnan(res["flat"]["ef_percent"]) and "still" in res["flat"]["ef_unavailable"]
@@ -309,4 +310,5 @@ def test_inputs_a_user_brings(model_folder, phantom_dir, nnunet_env, tmp_path, m
     assert flags["truncated"] == ["cut.avi"] and flags["resized"] == ["big.avi"]
     assert "flat.avi" in flags["ef_unavailable"]
     refused = predict_videos(videos / "big.avi", model_folder, tmp_path / "strict", resize=False, **quiet)
-    assert "big.avi: frames are 224x160" in refused["failed"][0]["error"] and "112x112" in refused["failed"][0]["error"]
+    error = refused["failed"][0]["error"]
+    assert "big.avi: frames are 224x160" in error and f"{PHANTOM_SIZE}x{PHANTOM_SIZE}" in error

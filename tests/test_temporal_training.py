@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATASET_ID, REPO, nnunet_model_folder, run_cmd
+from conftest import DATASET_ID, PHANTOM_SIZE, REPO, nnunet_model_folder, run_cmd
 
 import unilvseg_nnunet.training.trainers as trainers
 from unilvseg_nnunet.data.dataset import IGNORE
@@ -149,17 +149,17 @@ def test_stock_3d_fullres_is_adapted_and_predicts_with_the_same_network(preproce
     _env_in_process(monkeypatch, nnunet_env)
     trainer = get_trainer_from_args(str(DATASET_ID), "3d_fullres", 0, "SparseTemporalTrainer",
                                     device=torch.device("cpu"))
-    assert trainer.clip_patch_size == [32, 112, 112] and trainer.frames == 32
+    assert trainer.clip_patch_size == [32, PHANTOM_SIZE, PHANTOM_SIZE] and trainer.frames == 32
     trainer.on_train_start()  # what nnUNetv2_train does first: data loaders, plans.json into the model folder
     try:
         batch = next(trainer.dataloader_train)
-        assert batch["data"].shape[2:] == (32, 112, 112) and isinstance(batch["target"], list)
+        assert batch["data"].shape[2:] == (32, PHANTOM_SIZE, PHANTOM_SIZE) and isinstance(batch["target"], list)
         assert all((t != IGNORE).flatten(2).any(2).any() for t in batch["target"])  # every DS scale keeps labels
     finally:
         trainer.on_train_end()  # saves checkpoint_final.pth (untrained weights) and stops the workers
     folder = nnunet_model_folder(nnunet_env, "SparseTemporalTrainer", "3d_fullres")
     saved = json.loads((folder / "plans.json").read_text())["configurations"]["3d_fullres"]
-    assert saved["unilvseg"]["frames"] == 32 and saved["patch_size"][1:] == [112, 112]
+    assert saved["unilvseg"]["frames"] == 32 and saved["patch_size"][1:] == [PHANTOM_SIZE] * 2
     inputs = tmp_path / "in"
     inputs.mkdir()
     case = sorted((raw_dataset / "imagesTs").glob("*_0000.mha"))[0]
