@@ -5,7 +5,9 @@ which gives ``nnUNetv2_predict``'s masks): with the statistics of the whole wind
 (``norm_frames`` 0, how whole-video inference ran before) and with those of the training clip centred on each
 frame (the plans' default), scores both with ``unilvseg evaluate`` against the phantom's every-frame truth and
 prints the benchmark's figures side by side; ``--windows 8 16 32`` adds runs in windows of that many frames with
-whole-window statistics (the experiment that located the cause)::
+whole-window statistics (the experiment that located the cause); ``--time-filter 1 1.5`` adds training-clip
+statistics followed by a Gaussian of that many frames along time on the probabilities (``predict-video
+--time-filter``), the filter the benchmark applies to stock ``2d``::
 
     python bench/bench_clip_norm.py --dataset bench_out/work_a60/nnUNet_raw/Dataset962_AccuracyArtefacts \\
         --models bench_out/work_a60/artefacts/budget600/seed*/results/Dataset962_*/SparseTemporalTrainer_demo__*
@@ -26,9 +28,11 @@ from bench_accuracy import COLUMNS, aggregate, figures  # noqa: E402
 SHOWN = [c for c in COLUMNS if c[1] not in ("dsc_clean", "iterations", "labeled_frames_seen")]
 
 
-def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None, window: int | None = None) -> Path:
+def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None, window: int | None = None,
+                  time_filter: float | None = None) -> Path:
     """Masks of the test split by ``model`` written under ``out``: instance norms over ``norm_frames`` frames
-    (None: the plans' value, 0: the whole window), in windows of ``window`` frames (None: the plans' window)."""
+    (None: the plans' value, 0: the whole window), in windows of ``window`` frames (None: the plans' window),
+    probabilities filtered along time with a Gaussian of ``time_filter`` frames (None: unfiltered)."""
     from unilvseg_nnunet.data.dataset import subset_cases
     from unilvseg_nnunet.files import read_volume_spacing, write_volume
     from unilvseg_nnunet.inference.clip_norm import use_clip_norm
@@ -45,7 +49,7 @@ def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None
     _, cases, ending = subset_cases(dataset, "imagesTs")
     for case in cases:
         x, spacing = read_volume_spacing(dataset / "imagesTs" / f"{case}_0000{ending}")
-        write_volume(out / f"{case}{ending}", segment(predictor, x), spacing)
+        write_volume(out / f"{case}{ending}", segment(predictor, x, time_filter=time_filter), spacing)
     return out
 
 
@@ -58,23 +62,26 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=Path, nargs="+", required=True, help="whole-video model folders (fold 0)")
     p.add_argument("--windows", type=int, nargs="*", default=[], help="also windows of these many frames, "
                    "whole-window statistics")
+    p.add_argument("--time-filter", type=float, nargs="*", default=[], metavar="SIGMA",
+                   help="also training-clip statistics with a Gaussian of SIGMA frames along time")
     p.add_argument("--out", type=Path, default=Path("bench_out/clip_norm"))
     args = p.parse_args(argv)
-    variants = [(f"windows of {w} frames, whole-window statistics", 0, w) for w in args.windows]
-    variants += [("whole-window statistics", 0, None), ("training-clip statistics", None, None)]
+    variants = [(f"windows of {w} frames, whole-window statistics", 0, w, None) for w in args.windows]
+    variants += [("whole-window statistics", 0, None, None), ("training-clip statistics", None, None, None)]
+    variants += [(f"training-clip statistics + time filter σ={s:g}", None, None, s) for s in args.time_filter]
     runs = []
     for i, model in enumerate(args.models):
-        for label, norm_frames, window in variants:
-            out = args.out / f"model{i}" / "".join(c if c.isalnum() else "_" for c in label)
-            segment_split(model, args.dataset, out / "pred", norm_frames, window)
-            if cli(["evaluate", "-p", str(out / "pred"), "-d", args.dataset.name, "-o", str(out / "eval"), "--n-boot",
+        for label, norm_frames, window, sigma in variants:
+            out = args.out / f"model{i}" / "".join(c if c.isascii() and c.isalnum() else "_" for c in label)
+            segment_split(model, args.dataset, out / "pred", norm_frames, window, sigma)
+            if cli(["evaluate", "-p", str(out / "pred"), "-d", str(args.dataset), "-o", str(out / "eval"), "--n-boot",
                     "1000", "--no-video-plots"]):
                 raise SystemExit(f"unilvseg evaluate failed on {out / 'pred'}")
             runs.append({"model": label, **figures(json.loads((out / "eval" / "summary.json").read_text()), {})})
             print(f"{model}: {label}: " + ", ".join(f"{k} {runs[-1][k]:.4f}" for _, k, _, _ in SHOWN), flush=True)
     print(f"\n| Inference ({len(args.models)} models) | " + " | ".join(c[0] for c in SHOWN) + " |")
     print("|---" * (len(SHOWN) + 1) + "|")
-    for label, _, _ in variants:
+    for label, *_ in variants:
         cells = [f"{fmt_num(m, fmt, scale)} ± {fmt_num(sd, fmt, scale)}"
                  for (_, key, fmt, scale) in SHOWN for m, sd, _ in [aggregate(runs, key, label)]]
         print(f"| {label} | " + " | ".join(cells) + " |")
