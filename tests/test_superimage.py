@@ -140,6 +140,24 @@ def test_neighbouring_frames_are_predicted_alike():
     torch.testing.assert_close(later[:, :, full[0]:full[-1]], now[:, :, full[1]:full[-1] + 1])
 
 
+def test_standardised_tiles_read_a_dim_frame_like_the_others():
+    """A near-blank frame (gain 0.05) in a clip: with each tile standardised (``frame_norm``, what planning writes)
+    the super image segments it as at full gain, and the other frames as before; without, its tile stays dark
+    inside the 2D network's instance norms, which see the whole super image."""
+    torch.manual_seed(0)
+    clip = torch.randn(1, 1, 4, 8, 8) + 2.0
+    dim = clip.clone()
+    dim[:, :, 2] *= 0.05
+    for frame_norm in (True, False):
+        net = SuperImageNet(1, 2, frames=4, frame_norm=frame_norm, **tiny_unet_kwargs()).eval()
+        with torch.no_grad():
+            change = (net(dim) - net(clip)).abs().amax((0, 1, 3, 4))
+        if frame_norm:
+            assert change.max() < 2e-3, change
+        else:
+            assert change[2] > 0.05, change
+
+
 def test_bad_inputs_and_deep_supervision_get_clear_errors():
     net = _net(4, 2)
     with pytest.raises(ValueError, match=r"D = 4 \(one clip\) or D >= 8"):
@@ -201,4 +219,4 @@ def test_planning_uses_nnunet_2d_planner_on_super_image_size(preprocessed_datase
     manager = PlansManager(plans)
     net = nnUNetTrainer.build_network_architecture(manager, manager.get_configuration(name), 1, 2, False)
     assert isinstance(net, SuperImageNet) and isinstance(net.net, PlainConvUNet)
-    assert net.frames == 16 and net.period == 5
+    assert net.frames == 16 and net.period == 5 and net.frame_norm  # configurations planned before lack the key

@@ -82,12 +82,12 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
     patch_2d = [int(v) for v in plan_2d["patch_size"]]
     h, w = (min(size, p // g) for size, p in zip((h, w), patch_2d))  # the frame patch fits the planned 2D patch
     arch_2d = plan_2d["architecture"]
+    video = {"frames": frames, "period": period, "encoder": encoder, "frame_norm": True}
     if encoder == "unet":
-        arch_kwargs = {"frames": frames, "period": period, "encoder": encoder,
-                       "net_class": arch_2d["network_class_name"], **arch_2d["arch_kwargs"]}
+        arch_kwargs = {**video, "net_class": arch_2d["network_class_name"], **arch_2d["arch_kwargs"]}
         requires_import = list(arch_2d["_kw_requires_import"])
     else:
-        arch_kwargs = {"frames": frames, "period": period, "encoder": encoder, "img_size": g * max(h, w)}
+        arch_kwargs = {**video, "img_size": g * max(h, w)}
         requires_import = []
     config = {
         "inherits_from": base,

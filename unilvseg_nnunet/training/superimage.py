@@ -11,7 +11,9 @@ with one clip per sub-clip phase (D = F*T) frames t and t+1 came from different 
 at different grid positions, and the area curve jittered at fps/T; in a window of 2*F*T frames
 (the planned default) every frame of the window's centre is predicted at all F grid positions,
 and the output is the same function of the video at every such frame (shifted in time). Those
-passes run under :func:`~unilvseg_nnunet.inference.precision.inference_autocast`.
+passes run under :func:`~unilvseg_nnunet.inference.precision.inference_autocast`. Configurations
+planned now standardise each frame before tiling (``frame_norm``, see :func:`standardize_frames`):
+without it a near-blank frame stays dark inside the super image and is segmented as empty.
 
 :func:`superimage_configuration` adds such a configuration to a dataset's plans; the 2D network
 (nnU-Net's U-Net by default, or an encoder of :mod:`unilvseg_nnunet.training.encoders`) and the batch size
@@ -65,6 +67,18 @@ def clip_indices(window: int, frames: int, period: int) -> torch.Tensor:
     return torch.arange(max(window - span + 1, 0))[:, None] + period * torch.arange(frames)[None]
 
 
+def standardize_frames(clips: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """(N, C, F, H, W) -> each frame and channel shifted and scaled to mean 0, SD 1 over its own pixels.
+
+    The instance norms of a 2D network see a whole super image, so a frame that is much darker or
+    brighter than the others of its clip (a near-blank frame, a gain change) stays so inside the
+    network, where a frame-wise network's first instance norm would undo its gain; standardising each
+    tile first gives the super image that invariance. A constant frame becomes 0."""
+    mean = clips.mean((-2, -1), keepdim=True)
+    std = clips.std((-2, -1), keepdim=True, unbiased=False)
+    return (clips - mean) / (std + eps)
+
+
 def build_2d_network(input_channels: int, num_classes: int, encoder: str, **kwargs) -> nn.Module:
     """The 2D network of a super-image configuration.
 
@@ -107,13 +121,14 @@ class SuperImageNet(nn.Module):
     clips_per_pass = 16  # bounds memory at inference; outputs do not depend on it
 
     def __init__(self, input_channels: int, num_classes: int, frames: int, period: int = 1, encoder: str = "unet",
-                 deep_supervision: bool = False, **net_kwargs):
+                 deep_supervision: bool = False, frame_norm: bool = False, **net_kwargs):
         super().__init__()
         if deep_supervision:
             raise ValueError("super-image networks have no deep supervision: train them with a trainer that sets "
                              "enable_deep_supervision = False (e.g. SuperImageTrainer)")
         grid_side(frames)
         self.frames, self.period, self.encoder_name = int(frames), int(period), encoder
+        self.frame_norm = bool(frame_norm)
         self.net = build_2d_network(input_channels, num_classes, encoder, **net_kwargs)
         self.divisor = _divisor(self.net)
 
@@ -123,13 +138,13 @@ class SuperImageNet(nn.Module):
         return self.net.decoder
 
     def extra_repr(self) -> str:
-        return f"frames={self.frames}, period={self.period}, encoder={self.encoder_name!r}"
+        return f"frames={self.frames}, period={self.period}, encoder={self.encoder_name!r}, frame_norm={self.frame_norm}"
 
     def segment_clips(self, clips: torch.Tensor) -> torch.Tensor:
         """(N, C, F, H, W) clips -> (N, K, F, H, W), each clip one super image of the 2D network."""
         h, w = clips.shape[3:]
         g = grid_side(self.frames)
-        images = tile(clips)
+        images = tile(standardize_frames(clips) if self.frame_norm else clips)
         pad_h, pad_w = (-images.shape[2]) % self.divisor[0], (-images.shape[3]) % self.divisor[1]
         out = self.net(F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images)
         return untile(out[:, :, :g * h, :g * w], self.frames)
