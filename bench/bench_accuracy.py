@@ -113,6 +113,9 @@ COLUMNS = [
 ]
 
 
+KIND_PREFIX = "dsc_kind_"  # figures() keys of the pooled DSC on the frames corrupted by each artefact kind
+
+
 def dataset_name(setting: Setting) -> str:
     return f"Dataset{setting.dataset_id}_Accuracy{setting.name.capitalize()}"
 
@@ -238,6 +241,7 @@ def figures(summary: dict, record: dict) -> dict:
         "ef_beats_mae": get("ef_beats", "mae"), "area_swing": get("area_swing", "mean"),
         "iterations": float(record.get("iterations", "nan")),
         "labeled_frames_seen": float(record.get("labeled_frames_seen", "nan")),
+        **{f"{KIND_PREFIX}{kind}": float(v["pooled_dsc"]) for kind, v in (d.get("dsc_by_kind") or {}).items()},
     }
 
 
@@ -304,6 +308,7 @@ def table(result: dict) -> str:
                 mean, sd, _ = aggregate(s["runs"], key, m["name"])
                 cells.append(f"{fmt_num(mean, fmt, scale)} ± {fmt_num(sd, fmt, scale)}")
             lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
+        lines += kind_table(result, s)
         failed = [f"{r['model']} (seed {r['seed']})" for r in s["runs"] if "error" in r]
         if failed:
             lines += ["", "Failed runs (see accuracy.json): " + ", ".join(failed)]
@@ -311,6 +316,24 @@ def table(result: dict) -> str:
         lines += ["", f"Truth's own area curves: {fmt_num(truth_hf, '.1f', 100)} % of energy above 10 Hz.", ""]
     lines += goals(result)
     return "\n".join(lines) + "\n"
+
+
+def kind_table(result: dict, s: dict) -> list[str]:
+    """Markdown lines: pooled DSC (mean ± SD over seeds) on the frames each artefact kind corrupted; none without
+    corrupted frames. A frame hit by two kinds counts under both."""
+    from unilvseg_nnunet.evaluation.reports import fmt_num
+
+    kinds = sorted({k[len(KIND_PREFIX):] for r in s["runs"] for k in r if k.startswith(KIND_PREFIX)})
+    if not kinds:
+        return []
+    lines = ["", "DSC on the frames corrupted by each artefact kind:", "",
+             "| Model | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    for m in result["models"]:
+        if any(r["model"] == m["name"] for r in s["runs"]):
+            cells = [aggregate(s["runs"], KIND_PREFIX + k, m["name"])[:2] for k in kinds]
+            lines.append(f"| {m['name']} | " + " | ".join(f"{fmt_num(a, '.2f', 100)} ± {fmt_num(b, '.2f', 100)}"
+                                                          for a, b in cells) + " |")
+    return lines
 
 
 def goals(result: dict) -> list[str]:

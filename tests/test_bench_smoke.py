@@ -50,3 +50,24 @@ def test_run_measured_sees_peak_memory_and_marker(tmp_path):
     assert (tmp_path / "log.txt").read_text().splitlines() == ["start", "MARK"]
     with pytest.raises(RuntimeError, match="command failed"):
         common.run_measured([sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path / "fail.txt")
+
+
+def test_accuracy_table_gives_dsc_by_artefact_kind():
+    """The accuracy benchmark reads each artefact kind's pooled DSC from `unilvseg evaluate`'s summary and tables it
+    per model, mean ± SD over seeds; a setting without corrupted frames gets no such table."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_accuracy as ba
+    finally:
+        sys.path.remove(str(BENCH))
+    summary = {"dense": {"dsc": {"all": {"pooled_dsc": 0.9}},
+                         "dsc_by_kind": {"blank": {"pooled_dsc": 0.5}, "noise": {"pooled_dsc": 0.8}}}}
+    runs = [{"model": "A", "seed": seed, **ba.figures(summary, {})} for seed in (0, 1)]
+    runs[1][ba.KIND_PREFIX + "blank"] = 0.7
+    setting = {"setting": {"artefacts": "severe", "labeled": None}, "seeds": 2, "runs": runs}
+    text = ba.table({"models": [{"name": "A"}, {"name": "B"}], "settings": {"artefacts": setting}})
+    assert "| Model | blank | noise |" in text
+    assert "| A | 60.00 ± 14.14 | 80.00 ± 0.00 |" in text and "| B |" not in text
+    clean = {"setting": {"artefacts": "none", "labeled": None}, "seeds": 1,
+             "runs": [{"model": "A", "seed": 0, **ba.figures({"dense": {"dsc": {}}}, {})}]}
+    assert "artefact kind" not in ba.table({"models": [{"name": "A"}], "settings": {"clean": clean}})
