@@ -71,7 +71,7 @@ def _run_entry_point_here(args: list[str], env: dict) -> str:
 
 
 def plan_and_preprocess(env: dict, dataset_id: int, *flags: str) -> None:
-    """``nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres -np 2 [flags]`` after nnU-Net's own fingerprint extractor,
+    """``nnUNetv2_plan_and_preprocess -d ID -c 3d_fullres -np 1 [flags]`` after nnU-Net's own fingerprint extractor,
     run first with the dataset's intensity statistics drawn from 10^6 foreground voxels instead of 10^8 (seconds
     instead of tens of seconds); the command finds that fingerprint and plans from it. The statistics feed only
     nnU-Net's CT normalisation (the plans copy them, nothing else reads them); the phantom's frames are z-scored per
@@ -82,7 +82,7 @@ def plan_and_preprocess(env: dict, dataset_id: int, *flags: str) -> None:
         extractor = DatasetFingerprintExtractor(dataset_id, num_processes=1)
         extractor.num_foreground_voxels_for_intensitystats = 1e6
         extractor.run()
-    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", "3d_fullres", "-np", "2", *flags], env=env)
+    run_cmd(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", "3d_fullres", "-np", "1", *flags], env=env)
 
 
 @pytest.fixture(scope="session")
