@@ -26,9 +26,9 @@ A seed is one repetition of the trainings (nnU-Net's training is not seeded); th
     python bench/bench_accuracy.py --settings lowlabel --models 3d_adamw 3d_ssl_adamw --seeds 1 --budget 600 \
         --videos 18 --frames 50 90 --out bench_out/budget600_lowlabel_adamw --no-docs   # fine-tuning with AdamW 3e-4
     python bench/bench_accuracy.py --small             # checks the script end to end in minutes
-    python bench/bench_accuracy.py --report-only       # rewrite BENCHMARKS.md, README and the figure from results
+    python bench/bench_accuracy.py --report-only       # rewrite BENCHMARKS.md and the figure from results
 
-Writes bench_out/accuracy.json, the table between the accuracy markers of BENCHMARKS.md and README.md, and
+Writes bench_out/accuracy.json, the table between the accuracy markers of BENCHMARKS.md, and
 docs/accuracy_curves.png (area curves of every model over one corrupted test video against the truth, and their
 spectra, like the paper's Fig. 6).
 """
@@ -433,7 +433,7 @@ def replace_block(path: Path, text: str) -> None:
 
 
 def report(result: dict, out: Path, docs: bool = True) -> None:
-    """Print the table; write the figure and the table into BENCHMARKS.md and README.md (``docs``), else the figure
+    """Print the table; write the figure and the table into BENCHMARKS.md (``docs``), else the figure
     into ``out``."""
     mach = result["machine"]
     header = (f"`{result['command']}` on {mach['cpu']} ({mach['cores']} cores), {mach['date_utc']}; load average "
@@ -445,9 +445,8 @@ def report(result: dict, out: Path, docs: bool = True) -> None:
     fig = FIGURE if docs else out / FIGURE.name
     text = header + table(result) + f"\n![area curves and spectra]({fig.relative_to(common.REPO) if docs else fig})\n"
     figure(result, fig)
-    for doc in (common.REPO / "BENCHMARKS.md", common.REPO / "README.md") if docs else ():
-        if MARK[0] in doc.read_text():
-            replace_block(doc, text)
+    if docs:
+        replace_block(common.REPO / "BENCHMARKS.md", text)
     print(text)
 
 
@@ -465,7 +464,7 @@ def main() -> int:
                    help="also score stock 2d and our 3D with a Gaussian of SIGMA frames along time on their "
                         "probabilities (default 1.5; none with no value)")
     p.add_argument("--no-docs", action="store_true",
-                   help="print the table and write the figure under --out; leave BENCHMARKS.md and README.md as they are")
+                   help="print the table and write the figure under --out; leave BENCHMARKS.md as it is")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from bench_out/accuracy.json")
     args = p.parse_args()
     if args.small:

@@ -10,7 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
-SCRIPTS = ["bench_conversion.py", "bench_cost.py", "bench_training.py", "bench_inference.py", "bench_memory.py", "run_all.py"]
+SCRIPTS = ["bench_conversion.py", "bench_cost.py", "bench_training.py", "bench_inference.py", "bench_memory.py", "run_all.py",
+           "hf_at_corrupted_frames.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
