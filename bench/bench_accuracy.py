@@ -123,7 +123,7 @@ def dataset_name(setting: Setting) -> str:
 def prepare(setting: Setting, args, env: dict) -> Path:
     """Phantom -> raw dataset -> nnU-Net plans and preprocessing -> our configurations; cached per parameters."""
     work = args.workdir / setting.name
-    key = {"setting": setting.__dict__, "videos": args.videos, "sources": common.source_hash()}
+    key = json.loads(json.dumps({"setting": setting.__dict__, "videos": args.videos, "sources": common.source_hash()}))
     marker = work / "prepared.json"
     raw = Path(env["nnUNet_raw"]) / dataset_name(setting)
     if marker.is_file() and json.loads(marker.read_text()) == key:

@@ -72,3 +72,27 @@ def test_accuracy_table_gives_dsc_by_artefact_kind():
     clean = {"setting": {"artefacts": "none", "labeled": None}, "seeds": 1,
              "runs": [{"model": "A", "seed": 0, **ba.figures({"dense": {"dsc": {}}}, {})}]}
     assert "artefact kind" not in ba.table({"models": [{"name": "A"}], "settings": {"clean": clean}})
+
+
+def test_accuracy_benchmark_prepares_a_setting_once(tmp_path, monkeypatch):
+    """The phantom, conversion and planning of a setting are reused while the code and parameters are the same
+    (the cache key holds tuples, which its JSON copy holds as lists), and redone when a parameter changes."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_accuracy as ba
+    finally:
+        sys.path.remove(str(BENCH))
+    calls = []
+    monkeypatch.setattr(ba.common, "run", lambda cmd, env, log: calls.append(cmd[0]))
+    setting = next(s for s in ba.SETTINGS if s.name == "artefacts")
+    args = SimpleNamespace(workdir=tmp_path, videos=12, frames=(20, 30))
+    env = {"nnUNet_raw": str(tmp_path / "raw")}
+    ba.prepare(setting, args, env)
+    first = len(calls)
+    assert first and calls[0] == "unilvseg"
+    ba.prepare(setting, args, env)
+    assert len(calls) == first
+    ba.prepare(setting, SimpleNamespace(workdir=tmp_path, videos=18, frames=(20, 30)), env)
+    assert len(calls) == 2 * first
