@@ -290,6 +290,14 @@ def aggregate(runs: list[dict], key: str, model: str) -> tuple[float, float, int
     return (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)) if len(v) else (float("nan"), 0.0, 0)
 
 
+def mean_sd_cell(runs: list[dict], key: str, model: str, fmt: str, scale: float) -> str:
+    """"mean ± SD" of ``key`` over the seeds of ``model``, as a table cell."""
+    from unilvseg_nnunet.evaluation.reports import fmt_num
+
+    mean, sd, _ = aggregate(runs, key, model)
+    return f"{fmt_num(mean, fmt, scale)} ± {fmt_num(sd, fmt, scale)}"
+
+
 def table(result: dict) -> str:
     """Markdown: one table per setting (mean ± sd over seeds), then the goals and where each stands."""
     from unilvseg_nnunet.evaluation.reports import fmt_num
@@ -303,10 +311,7 @@ def table(result: dict) -> str:
         for m in result["models"]:
             if not any(r["model"] == m["name"] for r in s["runs"]):
                 continue
-            cells = []
-            for _, key, fmt, scale in COLUMNS:
-                mean, sd, _ = aggregate(s["runs"], key, m["name"])
-                cells.append(f"{fmt_num(mean, fmt, scale)} ± {fmt_num(sd, fmt, scale)}")
+            cells = [mean_sd_cell(s["runs"], key, m["name"], fmt, scale) for _, key, fmt, scale in COLUMNS]
             lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
         lines += kind_table(result, s)
         failed = [f"{r['model']} (seed {r['seed']})" for r in s["runs"] if "error" in r]
@@ -321,8 +326,6 @@ def table(result: dict) -> str:
 def kind_table(result: dict, s: dict) -> list[str]:
     """Markdown lines: pooled DSC (mean ± SD over seeds) on the frames each artefact kind corrupted; none without
     corrupted frames. A frame hit by two kinds counts under both."""
-    from unilvseg_nnunet.evaluation.reports import fmt_num
-
     kinds = sorted({k[len(KIND_PREFIX):] for r in s["runs"] for k in r if k.startswith(KIND_PREFIX)})
     if not kinds:
         return []
@@ -330,9 +333,8 @@ def kind_table(result: dict, s: dict) -> list[str]:
              "| Model | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
     for m in result["models"]:
         if any(r["model"] == m["name"] for r in s["runs"]):
-            cells = [aggregate(s["runs"], KIND_PREFIX + k, m["name"])[:2] for k in kinds]
-            lines.append(f"| {m['name']} | " + " | ".join(f"{fmt_num(a, '.2f', 100)} ± {fmt_num(b, '.2f', 100)}"
-                                                          for a, b in cells) + " |")
+            cells = [mean_sd_cell(s["runs"], KIND_PREFIX + k, m["name"], ".2f", 100) for k in kinds]
+            lines.append(f"| {m['name']} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -391,6 +393,7 @@ def figure(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from unilvseg_nnunet.data.dataset import dense_truth_path, read_case_metadata, subset_cases
+    from unilvseg_nnunet.data.echonet import DEFAULT_FPS
     from unilvseg_nnunet.evaluation.reports import save_figure
     from unilvseg_nnunet.files import read_volume
 
@@ -401,7 +404,7 @@ def figure(result: dict, path: Path) -> None:
     metas = {c: read_case_metadata(raw, c) for c in cases}
     case = max(cases, key=lambda c: len(metas[c].get("corrupted_frames") or []))
     truth = read_volume(dense_truth_path(raw, case, ending)) == 1
-    fps = float(metas[case].get("fps") or 50.0)
+    fps = float(metas[case].get("fps") or DEFAULT_FPS)
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2, 1]})
     t = np.arange(len(truth)) / fps
     curves = {"truth": truth.reshape(len(truth), -1).sum(1).astype(float)}

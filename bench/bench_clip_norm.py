@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import COLUMNS, aggregate, figures  # noqa: E402
+from bench_accuracy import COLUMNS, figures, mean_sd_cell  # noqa: E402
 
 SHOWN = [c for c in COLUMNS if c[1] not in ("dsc_clean", "iterations", "labeled_frames_seen")]
 
@@ -55,7 +55,6 @@ def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None
 
 def main(argv=None) -> int:
     from unilvseg_nnunet.cli import main as cli
-    from unilvseg_nnunet.evaluation.reports import fmt_num
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", type=Path, required=True, help="raw dataset folder with the every-frame truth")
@@ -82,8 +81,7 @@ def main(argv=None) -> int:
     print(f"\n| Inference ({len(args.models)} models) | " + " | ".join(c[0] for c in SHOWN) + " |")
     print("|---" * (len(SHOWN) + 1) + "|")
     for label, *_ in variants:
-        cells = [f"{fmt_num(m, fmt, scale)} ± {fmt_num(sd, fmt, scale)}"
-                 for (_, key, fmt, scale) in SHOWN for m, sd, _ in [aggregate(runs, key, label)]]
+        cells = [mean_sd_cell(runs, key, label, fmt, scale) for (_, key, fmt, scale) in SHOWN]
         print(f"| {label} | " + " | ".join(cells) + " |")
     return 0
 

@@ -20,6 +20,7 @@ import numpy as np
 
 def main(argv=None) -> int:
     from unilvseg_nnunet.data.dataset import dense_truth_path, read_case_metadata, subset_cases
+    from unilvseg_nnunet.data.echonet import DEFAULT_FPS
     from unilvseg_nnunet.evaluation.cardiac import area_curve, high_frequency_share
     from unilvseg_nnunet.files import read_volume
 
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     def shares(load) -> tuple[float, float]:
         full, bridged = [], []
         for case in cases:
-            fps = float(metas[case].get("fps") or 50.0)
+            fps = float(metas[case].get("fps") or DEFAULT_FPS)
             area = area_curve(load(case))
             bad = sorted({int(d["frame"]) for d in metas[case].get("corrupted_frames") or []})
             good = np.setdiff1d(np.arange(len(area)), bad)

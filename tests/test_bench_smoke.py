@@ -14,6 +14,17 @@ SCRIPTS = ["bench_conversion.py", "bench_cost.py", "bench_training.py", "bench_i
            "hf_at_corrupted_frames.py"]
 
 
+def bench_module(name: str):
+    """A module of bench/ imported as its scripts import one another (bench/ on the path while importing)."""
+    import importlib
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_script_starts(script):
     proc = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120)
@@ -36,11 +47,7 @@ def test_report_renders_without_results(tmp_path):
 
 
 def test_run_measured_sees_peak_memory_and_marker(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import common
-    finally:
-        sys.path.remove(str(BENCH))
+    common = bench_module("common")
     code = ("import time; print('start', flush=True); b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
             "time.sleep(0.6); print('MARK')")
     r = common.run_measured([sys.executable, "-c", code], {}, tmp_path / "log.txt", marker="MARK", sample_s=0.05)
@@ -56,11 +63,7 @@ def test_run_measured_sees_peak_memory_and_marker(tmp_path):
 def test_accuracy_table_gives_dsc_by_artefact_kind():
     """The accuracy benchmark reads each artefact kind's pooled DSC from `unilvseg evaluate`'s summary and tables it
     per model, mean ± SD over seeds; a setting without corrupted frames gets no such table."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_accuracy as ba
-    finally:
-        sys.path.remove(str(BENCH))
+    ba = bench_module("bench_accuracy")
     summary = {"dense": {"dsc": {"all": {"pooled_dsc": 0.9}},
                          "dsc_by_kind": {"blank": {"pooled_dsc": 0.5}, "noise": {"pooled_dsc": 0.8}}}}
     runs = [{"model": "A", "seed": seed, **ba.figures(summary, {})} for seed in (0, 1)]
@@ -79,11 +82,7 @@ def test_accuracy_benchmark_prepares_a_setting_once(tmp_path, monkeypatch):
     (the cache key holds tuples, which its JSON copy holds as lists), and redone when a parameter changes."""
     from types import SimpleNamespace
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_accuracy as ba
-    finally:
-        sys.path.remove(str(BENCH))
+    ba = bench_module("bench_accuracy")
     calls = []
     monkeypatch.setattr(ba.common, "run", lambda cmd, env, log: calls.append(cmd[0]))
     setting = next(s for s in ba.SETTINGS if s.name == "artefacts")

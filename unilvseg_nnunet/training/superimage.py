@@ -73,7 +73,8 @@ def standardize_frames(clips: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     The instance norms of a 2D network see a whole super image, so a frame that is much darker or
     brighter than the others of its clip (a near-blank frame, a gain change) stays so inside the
     network, where a frame-wise network's first instance norm would undo its gain; standardising each
-    tile first gives the super image that invariance. A constant frame becomes 0."""
+    tile first gives the super image that invariance. A constant frame becomes 0. (``eps`` is added to the SD,
+    not to the variance as in ``F.instance_norm``, so a frame at 5 % of its gain is scaled like the others.)"""
     mean = clips.mean((-2, -1), keepdim=True)
     std = clips.std((-2, -1), keepdim=True, unbiased=False)
     return (clips - mean) / (std + eps)
