@@ -13,7 +13,7 @@ from unilvseg_nnunet.data.dataset import FILE_ENDING
 from unilvseg_nnunet.files import read_volume, write_volume
 
 pytestmark = pytest.mark.nnunet
-CONFIG = "si_f4t2"  # 4 frames tiled 2x2 (224x224 super images), period 2: cheap on CPU
+CONFIG = "si_f4t2"  # 4 frames tiled 2x2 (128x128 super images of the 64-pixel test phantom), period 2: cheap on CPU
 
 
 @pytest.fixture(scope="module")
