@@ -79,6 +79,8 @@ MODELS = [
     Model("Ours 3D (AdamW)", "3d_adamw", TEMPORAL, "SparseTemporalTrainer_AdamW_demo"),
     Model("Ours 3D + SSL (AdamW)", "3d_ssl_adamw", TEMPORAL, "SparseTemporalTrainer_AdamW_demo",
           pretrainer="TemporalMaskingPretrainer_demo"),
+    # training clips stretched (stride up to 3 frames) to hold both traced frames: in no setting by default
+    Model("Ours 3D, stretched clips", "3d_stretch3", TEMPORAL, "SparseTemporalTrainer_stretch3_demo"),
 ]
 DEFAULT_MODELS = ("nnU-Net 2d (stock)", "Ours 3D", "Ours 3D + SSL", "Ours SI")
 ADAMW_MODELS = ("Ours 3D (AdamW)", "Ours 3D + SSL (AdamW)")

@@ -45,6 +45,25 @@ def test_training_clip_holds_both_labeled_frames_when_they_fit():
     assert len({10, 60} & set(t.tolist())) == 1
 
 
+def test_stretched_clip_holds_both_labeled_frames_at_the_smallest_stride_that_can():
+    rng = np.random.default_rng(6)
+    for gap, stride in [(5, 1), (8, 2), (9, 3), (10, 2), (12, 2), (15, 3), (21, 3)]:
+        for _ in range(20):
+            t = clip_frames(120, [40, 40 + gap], 8, 1, "train", rng, stretch=3)
+            assert {40, 40 + gap} <= set(t.tolist()) and np.all(np.diff(t) == stride), (gap, t)
+    for gap in (11, 16, 22):  # no stride up to 3 holds both in 8 frames: one of them, at the period
+        t = clip_frames(120, [40, 40 + gap], 8, 1, "train", rng, stretch=3)
+        assert len({40, 40 + gap} & set(t.tolist())) == 1 and np.all(np.diff(t) == 1)
+    t = clip_frames(120, [40, 48], 8, 2, "train", rng, stretch=2)  # multiples of the period: 2 or 4
+    assert {40, 48} <= set(t.tolist()) and np.all(np.diff(t) == 2)
+    t = clip_frames(120, [40, 56], 8, 2, "train", rng, stretch=2)
+    assert {40, 56} <= set(t.tolist()) and np.all(np.diff(t) == 4)
+    t = clip_frames(120, [40, 48], 8, 1, "val", rng, stretch=3)  # validation keeps the period, labeled frame centred
+    assert t[4] in (40, 48) and np.all(np.diff(t) == 1)
+    t = clip_frames(20, [2, 16], 8, 1, "train", rng, stretch=3)  # a stride that would leave the video is not taken
+    assert t.min() >= 0 and t.max() < 20
+
+
 def test_short_video_is_wholly_inside_when_the_stride_allows():
     rng = np.random.default_rng(1)
     for _ in range(50):
@@ -78,6 +97,8 @@ def test_bad_arguments_have_clear_messages():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="mode"):
         clip_frames(10, [1], 4, 1, "test", rng)
+    with pytest.raises(ValueError, match="stretch"):
+        clip_frames(10, [1], 4, 1, "train", rng, stretch=0)
     with pytest.raises(ValueError, match="outside a video"):
         clip_frames(10, [12], 4, 1, "train", rng)
     with pytest.raises(ValueError, match="period"):

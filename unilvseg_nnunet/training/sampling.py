@@ -6,8 +6,10 @@ span); the data loader fills them with zeros and marks their labels as ignore.
 
 - training (paper §II-B): a labeled frame is drawn, then its position inside the clip is drawn
   uniformly among the positions that keep the most of the clip inside the video and, among those,
-  hold the most labeled frames: ED and ES are usually closer than a clip is long, and a clip
-  holding both doubles the supervision of an iteration;
+  hold the most labeled frames: a clip holding both ED and ES doubles the supervision of an
+  iteration. With ``stretch`` S > 1 the stride may also be 2T ... ST (the clip then shows the heart
+  beating up to S times faster, a heart-rate augmentation), so that short clips still hold both:
+  the paper's 32-frame clips usually hold ED and ES, the 8 frames a CPU trains on never do at T=1;
 - validation: the labeled frame sits at the centre of the clip (index ``frames // 2``);
 - without labeled frames (self-supervision, unlabeled videos): a uniform random clip (training)
   or the centred clip (validation).
@@ -27,16 +29,19 @@ def clip_span(frames: int, period: int) -> int:
 
 
 def clip_frames(num_frames: int, labeled, frames: int, period: int, mode: str,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, stretch: int = 1) -> np.ndarray:
     """Video frame indices (length ``frames``, increasing by ``period``) of one clip.
 
     ``labeled``: indices of labeled frames (empty or None: draw without labels). Indices may fall
-    outside the video when it is shorter than the clip span; they never do otherwise.
+    outside the video when it is shorter than the clip span; they never do otherwise. ``stretch``:
+    largest multiple of ``period`` a training clip around labeled frames may step by (see above).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if num_frames < 1:
         raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    if stretch < 1:
+        raise ValueError(f"stretch must be >= 1, got {stretch}")
     span = clip_span(frames, period)
     offsets = np.arange(frames) * period
     labeled = np.asarray([] if labeled is None else labeled, dtype=int)
@@ -51,12 +56,13 @@ def clip_frames(num_frames: int, labeled, frames: int, period: int, mode: str,
     anchor = int(rng.choice(labeled))
     if mode == "val":
         return anchor - (frames // 2) * period + offsets
-    starts = anchor - offsets  # the labeled frame at clip position p
-    clips = starts[:, None] + offsets[None]
+    steps = np.arange(1, stretch + 1)[:, None] * np.arange(frames)  # (stride multiple, position): offset / period
+    clips = anchor + period * (steps[:, None, :] - steps[..., None]).reshape(-1, frames)  # the anchor at each position
     n_inside = ((clips >= 0) & (clips < num_frames)).sum(1)
     rank = n_inside * (frames + 1) + np.isin(clips, labeled).sum(1)  # most inside first, then most labeled
     best = np.flatnonzero(rank == rank.max())
-    return starts[rng.choice(best)] + offsets
+    best = best[best // frames == best.min() // frames]  # then the smallest stride: stretch only to gain a frame
+    return clips[rng.choice(best)]
 
 
 def window_start(size: int, window: int, extra_pad: int, mode: str, rng: np.random.Generator,

@@ -21,19 +21,21 @@ class SparseClipDataLoader(nnUNetDataLoader):
     (``patch_size[1:]``, larger than the final patch for rotation) is placed by nnU-Net's rule; where
     frames are larger than the final patch, a share ``foreground_share`` of training windows is
     centred on a pixel of a random structure of the clip's labeled frames (nnU-Net's foreground
-    oversampling), so that crops of large frames still hold the structures.
+    oversampling), so that crops of large frames still hold the structures. ``stretch``: training clips
+    may step by up to ``stretch`` times ``period`` where that lets them hold one more labeled frame
+    (see :func:`~unilvseg_nnunet.training.sampling.clip_frames`).
     """
 
     foreground_share = 0.33  # nnU-Net's oversample_foreground_percent
 
     def __init__(self, data, batch_size, patch_size, final_patch_size, label_manager, period: int, mode: str,
-                 use_labels: bool = True, transforms=None):
+                 use_labels: bool = True, transforms=None, stretch: int = 1):
         super().__init__(data, batch_size, patch_size, final_patch_size, label_manager,
                          oversample_foreground_percent=0.0, transforms=transforms)
         if label_manager.ignore_label is None:
             raise ValueError("sparse video training needs an ignore label in dataset.json (labels of untraced frames)")
         self.ignore_label, self.period = label_manager.ignore_label, period
-        self.mode, self.use_labels = mode, use_labels
+        self.mode, self.use_labels, self.stretch = mode, use_labels, stretch
         self.frames = int(final_patch_size[0])
         self.rng = np.random.default_rng(0)  # redrawn per batch from np.random, which nnU-Net seeds per worker
         self._labeled: dict[str, np.ndarray] = {}
@@ -59,7 +61,7 @@ class SparseClipDataLoader(nnUNetDataLoader):
         """(key, image (C, F, H, W), seg (1, F, H, W)) of one clip, before augmentation."""
         key, data, seg, labeled = self._load(key)
         n = data.shape[1]
-        t = clip_frames(n, labeled, self.frames, self.period, self.mode, self.rng)
+        t = clip_frames(n, labeled, self.frames, self.period, self.mode, self.rng, self.stretch)
         inside = (t >= 0) & (t < n)
         lo, hi = t[inside].min(), t[inside].max() + 1
         clip_seg = np.asarray(seg[:, lo:hi])[:, t[inside] - lo]
