@@ -7,7 +7,8 @@ frame (the plans' default), scores both with ``unilvseg evaluate`` against the p
 prints the benchmark's figures side by side; ``--windows 8 16 32`` adds runs in windows of that many frames with
 whole-window statistics (the experiment that located the cause); ``--time-filter 1 1.5`` adds training-clip
 statistics followed by a Gaussian of that many frames along time on the probabilities (``predict-video
---time-filter``), the filter the benchmark applies to stock ``2d``::
+--time-filter``), the filter the benchmark applies to stock ``2d``; ``--norm-frames 2 4`` adds statistics over that
+many frames centred on each frame (fewer than the training clip's)::
 
     python bench/bench_clip_norm.py --dataset bench_out/work_a60/nnUNet_raw/Dataset962_AccuracyArtefacts \\
         --models bench_out/work_a60/artefacts/budget600/seed*/results/Dataset962_*/SparseTemporalTrainer_demo__*
@@ -63,10 +64,13 @@ def main(argv=None) -> int:
                    "whole-window statistics")
     p.add_argument("--time-filter", type=float, nargs="*", default=[], metavar="SIGMA",
                    help="also training-clip statistics with a Gaussian of SIGMA frames along time")
+    p.add_argument("--norm-frames", type=int, nargs="*", default=[], metavar="N",
+                   help="also statistics over the N frames centred on each frame")
     p.add_argument("--out", type=Path, default=Path("bench_out/clip_norm"))
     args = p.parse_args(argv)
     variants = [(f"windows of {w} frames, whole-window statistics", 0, w, None) for w in args.windows]
     variants += [("whole-window statistics", 0, None, None), ("training-clip statistics", None, None, None)]
+    variants += [(f"statistics over {n} frames", n, None, None) for n in args.norm_frames]
     variants += [(f"training-clip statistics + time filter σ={s:g}", None, None, s) for s in args.time_filter]
     runs = []
     for i, model in enumerate(args.models):
