@@ -147,3 +147,20 @@ def test_loader_pads_short_videos_with_ignore_and_keeps_the_labeled_frame():
     assert (seg[0, 5:] == IGNORE).all()
     batch = loader.generate_train_batch()
     assert batch["data"].shape == (4, 1, 8, 16, 16) and batch["target"].shape == (4, 1, 8, 16, 16)
+
+
+def test_stretched_training_loader_reads_both_labeled_frames_at_the_wider_stride():
+    lm = LabelManager({"background": 0, "LV": 1, "ignore": IGNORE}, regions_class_order=None)
+    data = _Dataset()
+    img, seg = data.cases["long"]
+    seg[0, 14] = 0
+    seg[0, 14, 6:10, 6:10] = 1  # ED at 4, ES at 14: 10 frames apart, more than an 8-frame clip at stride 1 holds
+    data.identifiers = ["long"]
+    for stretch, holds_both in ((1, False), (2, True)):
+        loader = SparseClipDataLoader(data, 2, (8, 16, 16), (8, 16, 16), lm, period=1, mode="train", stretch=stretch)
+        for _ in range(10):
+            _, clip, labels = loader.load_clip("long")
+            frames = clip[0, :, 0, 0].numpy()  # each frame's pixels hold its index in the video
+            labeled = set(frames[(labels[0] != IGNORE).flatten(1).any(1).numpy()].tolist())
+            assert np.all(np.diff(frames) == (2 if holds_both else 1))
+            assert labeled == {4, 14} if holds_both else len(labeled) == 1 and labeled <= {4, 14}
