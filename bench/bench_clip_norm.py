@@ -7,7 +7,7 @@ frame (the plans' default), scores both with ``unilvseg evaluate`` against the p
 prints the benchmark's figures side by side; ``--windows 8 16 32`` adds runs in windows of that many frames with
 whole-window statistics (the experiment that located the cause); ``--time-filter 1 1.5`` adds training-clip
 statistics followed by a Gaussian of that many frames along time on the probabilities (``predict-video
---time-filter``), the filter the benchmark applies to stock ``2d``; ``--norm-frames 2 4`` adds statistics over that
+--time-filter``), the filter the benchmark applies to stock ``2d``; ``--norm-frames 4 6`` adds statistics over that
 many frames centred on each frame (fewer than the training clip's)::
 
     python bench/bench_clip_norm.py --dataset bench_out/work_a60/nnUNet_raw/Dataset962_AccuracyArtefacts \\

@@ -9,7 +9,7 @@ span); the data loader fills them with zeros and marks their labels as ignore.
   hold the most labeled frames: a clip holding both ED and ES doubles the supervision of an
   iteration. With ``stretch`` S > 1 the stride may also be 2T ... ST (the clip then shows the heart
   beating up to S times faster, a heart-rate augmentation), so that short clips still hold both:
-  the paper's 32-frame clips usually hold ED and ES, the 8 frames a CPU trains on never do at T=1;
+  the paper's 32-frame clips usually hold ED and ES, the 8 frames a CPU trains on rarely do at T=1;
 - validation: the labeled frame sits at the centre of the clip (index ``frames // 2``);
 - without labeled frames (self-supervision, unlabeled videos): a uniform random clip (training)
   or the centred clip (validation).
