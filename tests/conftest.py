@@ -6,15 +6,31 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-# nnU-Net reads this when first imported: two export/validation workers, not 8 (each spawned worker imports torch);
-# its predictor also computes with at most this many threads
+# nnU-Net reads this when first imported: two export/validation workers, not 8; its predictor also computes with at
+# most this many threads
 os.environ["nnUNet_def_n_proc"] = "2"
+
+# nnU-Net starts every worker pool (fingerprint, integrity check, preprocessing, validation export, prediction) with
+# the "spawn" method: each worker is a new interpreter that imports torch and nnU-Net, 4-5 s of a 2-core machine, for
+# milliseconds of work on the test phantom. In this process such pools start from a fork server that has imported
+# them once, started now so that it loads while the first tests run; the workers run the same nnU-Net functions on
+# the same pickled arguments, with the environment of this moment (nnU-Net passes them every path explicitly).
+_WORKER_MODULES = ["nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor",
+                   "nnunetv2.experiment_planning.verify_dataset_integrity",
+                   "nnunetv2.preprocessing.preprocessors.default_preprocessor",
+                   "nnunetv2.inference.export_prediction", "nnunetv2.inference.data_iterators"]
+_get_context = multiprocessing.get_context
+multiprocessing.get_context = lambda method=None: _get_context("forkserver" if method == "spawn" else method)
+multiprocessing.set_forkserver_preload(_WORKER_MODULES)
+multiprocessing.forkserver.ensure_running()
 
 from unilvseg_nnunet import demo, workspace  # noqa: E402
 

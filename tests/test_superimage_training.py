@@ -48,6 +48,7 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
     model = nnunet_model_folder(env, "SuperImageTrainer_smoke", si_configuration)
     summary = json.loads((model / "fold_0" / "validation" / "summary.json").read_text())
     assert summary["metric_per_case"], "nnU-Net's validation predicted no case"
+    assert not (model / "fold_0" / "progress.png").exists()  # the smoke schedule draws no progress plot
 
     pred, images = tmp_path / "pred", tmp_path / "images"
     video = read_volume(sorted((raw_dataset / "imagesTs").glob(f"*_0000{FILE_ENDING}"))[0])

@@ -26,9 +26,11 @@ RECORD_FILE = "training_record.json"
 
 
 class _Schedule:
-    """Sets (epochs, training iterations, validation iterations) per epoch; None keeps nnU-Net's value."""
+    """Sets (epochs, training iterations, validation iterations) per epoch; None keeps nnU-Net's value;
+    ``progress_plot = False`` skips nnU-Net's progress.png."""
 
     schedule: tuple = (None, None, None)
+    progress_plot = True
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -37,6 +39,8 @@ class _Schedule:
         for attr, value in zip(attrs, self.schedule):
             if value is not None:
                 setattr(self, attr, value)
+        if not self.progress_plot:
+            self.logger.plot_progress_png = lambda output_folder: None
 
 
 def time_budget_s(default: float) -> float:
@@ -162,9 +166,11 @@ class Budget(TimeBudget, _Schedule):
 
 
 class Smoke(_Schedule):
-    """2 epochs of 2 iterations, 1 validation iteration: proves that training runs, for tests."""
+    """2 epochs of 2 iterations, 1 validation iteration, no progress plot: proves that training runs, for tests.
+    (nnU-Net redraws progress.png after every epoch: on a CPU about 1.5 s, longer than such an epoch.)"""
 
     schedule = (2, 2, 1)
+    progress_plot = False
 
 
 class Demo(TimeBudget, _Schedule):
