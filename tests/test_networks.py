@@ -9,7 +9,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 
 from unilvseg_nnunet.planning.temporal import TIME_CONV_OP, video_topology
-from unilvseg_nnunet.training.networks import FactorizedConv3d, PeriodWrapper, build_temporal_network
+from unilvseg_nnunet.training.networks import FactorizedConv3d, PeriodWrapper, build_temporal_network, per_frame_stages
 
 
 class _Recorder(nn.Module):
@@ -81,6 +81,31 @@ def test_planned_topology_models_time_everywhere_and_never_strides_it(arch):
     kw = _configuration(arch, frames=32).configuration["architecture"]["arch_kwargs"]
     assert kw["kernel_sizes"] == [[3, 3, 3]] * 5 and kw["strides"] == [[1, 1, 1]] + [[1, 2, 2]] * 4
     assert kw["conv_op"] == TIME_CONV_OP
+
+
+def test_per_frame_full_resolution_reads_time_only_at_coarser_stages():
+    """SparseTemporalTrainer_frameFullRes: no convolution at full resolution mixes frames (stem, first encoder stage,
+    last decoder stage), the coarser ones still do, so a frame's output still depends on its neighbours; the plans
+    are not modified."""
+    from unilvseg_nnunet.training.trainers import SparseTemporalTrainer_frameFullRes
+
+    cm = _configuration("unet_s", frames=8)
+    net = SparseTemporalTrainer_frameFullRes.build_network_architecture(None, cm, 1, 2, False).eval()
+    assert cm.configuration["architecture"]["arch_kwargs"]["kernel_sizes"][0] == [3, 3, 3]
+    assert per_frame_stages(cm, 2).configuration["architecture"]["arch_kwargs"]["kernel_sizes"][:3] == \
+        [[1, 3, 3], [1, 3, 3], [3, 3, 3]]
+    time_convs = {}  # output channels of each convolution that reads time -> how many
+    for m in net.modules():
+        if isinstance(m, FactorizedConv3d):
+            time_convs.setdefault(m.out_channels, []).append(m.temporal is not None)
+    full_res, *coarser = cm.configuration["architecture"]["arch_kwargs"]["features_per_stage"]
+    assert not any(time_convs[full_res]) and all(any(time_convs[c]) for c in coarser)
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 8, 32, 32)
+    x2 = x.clone()
+    x2[:, :, 5] = 0
+    with torch.no_grad():
+        assert (net(x)[:, :, 4] - net(x2)[:, :, 4]).abs().max() > 1e-4
 
 
 def test_clip_that_does_not_fit_the_memory_target_is_refused():

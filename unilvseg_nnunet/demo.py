@@ -100,8 +100,9 @@ def run_demo(out: Path, n_videos: int = 20, seed: int = 0, device: str = "cpu", 
            "--no-progress"], "convert")
 
     p.banner("stock nnU-Net planning and preprocessing")
-    # A 0.3 GB memory target keeps nnU-Net's planned batch sizes small enough for a CPU (on a GPU, plan as usual).
-    p.run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres", "-np", "2",
+    # A 0.3 GB memory target keeps nnU-Net's planned batch sizes small enough for a CPU (on a GPU, plan as usual);
+    # two fingerprint workers instead of nnU-Net's 8: each is a new interpreter importing torch (2 cores: 13 s less).
+    p.run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "3d_fullres", "-npfp", "2", "-np", "2",
            "-gpu_memory_target", str(GPU_MEMORY_GB), "--verify_dataset_integrity"], "plan_and_preprocess")
 
     p.banner("our configurations: 3D temporal (2D+t) and super image")

@@ -12,6 +12,8 @@ cost of little more than an in-plane one.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from torch import nn
@@ -75,6 +77,19 @@ class PeriodWrapper(nn.Module):
             raise RuntimeError("deep supervision is for training clips of F frames, not F*T windows")
         y = y.reshape(self.period, b, *y.shape[1:])  # (T, B, K, F, H, W)
         return y.permute(1, 2, 3, 0, 4, 5).reshape(b, y.shape[2], t, *y.shape[4:])
+
+
+def per_frame_stages(configuration_manager, stages: int):
+    """A copy of ``configuration_manager`` whose network has time kernel 1 in its first ``stages`` resolution stages
+    (stem, encoder and decoder convolutions at those resolutions): each frame's boundary is drawn from its own
+    features there, time is read at the coarser stages. The plans it came from are left as they are."""
+    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+
+    configuration = copy.deepcopy(configuration_manager.configuration)
+    kernels = configuration["architecture"]["arch_kwargs"]["kernel_sizes"]
+    for stage in range(min(stages, len(kernels))):
+        kernels[stage] = [1, *kernels[stage][1:]]
+    return ConfigurationManager(configuration)
 
 
 def build_temporal_network(configuration_manager, num_input_channels: int, num_output_channels: int,
