@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 SCRIPTS = ["bench_conversion.py", "bench_cost.py", "bench_training.py", "bench_inference.py", "bench_memory.py", "run_all.py",
            "hf_at_corrupted_frames.py", "superimage_frame_norm_cost.py",
-           "traced_frame_gaps.py"]
+           "traced_frame_gaps.py", "area_blur.py"]
 
 
 def bench_module(name: str):
@@ -96,3 +97,25 @@ def test_accuracy_benchmark_prepares_a_setting_once(tmp_path, monkeypatch):
     assert len(calls) == first
     ba.prepare(setting, SimpleNamespace(workdir=tmp_path, videos=18, frames=(20, 30)), env)
     assert len(calls) == 2 * first
+
+
+def test_area_blur_tells_a_blurred_curve_from_a_flattened_one():
+    """bench/area_blur.py: a prediction that is the truth blurred along time by 2 frames is found at σ = 2 with a
+    blur coefficient near 1; one that shrinks the cycle toward its mean is best explained unblurred, with a size
+    coefficient near -0.2; corrupted frames are left out of the fit."""
+    from scipy.ndimage import gaussian_filter1d
+
+    blur_fit = bench_module("area_blur").blur_fit
+    rng = np.random.default_rng(0)
+    t = np.arange(90)
+    videos = [1000 + 300 * np.sin(2 * np.pi * t / p + ph) + 30 * rng.standard_normal(90) for p, ph in ((37, 0), (29, 1), (41, 2))]
+    clean = np.ones(90, bool)
+    blurred = blur_fit([(gaussian_filter1d(a, 2, mode="nearest"), a, clean) for a in videos])
+    assert blurred["best_sigma"] == 2 and blurred["b"] == pytest.approx(1, abs=0.05) and abs(blurred["a"]) < 0.05
+    flat = [a.mean() + 0.8 * (a - a.mean()) for a in videos]
+    flat[0][10] = 0  # a blank frame the model lost, marked corrupted
+    clean_but_10 = clean.copy()
+    clean_but_10[10] = False
+    shrunk = blur_fit([(f, a, clean_but_10 if i == 0 else clean) for i, (f, a) in enumerate(zip(flat, videos))])
+    assert shrunk["best_sigma"] == 0 and shrunk["a"] == pytest.approx(-0.2, abs=0.01) and abs(shrunk["b"]) < 0.01
+    assert shrunk["gain"][0.0] == pytest.approx(0.8, abs=0.01)
