@@ -14,11 +14,14 @@ neighbours has b > 0 (b = 1: its error is the 2-frame blur itself), one that sha
 """
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 BLUR_SIGMA = 2.0
@@ -53,15 +56,11 @@ def blur_fit(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], sigmas=SIG
 
 
 def main(argv=None) -> int:
-    from unilvseg_nnunet.data.dataset import dense_truth_path, read_case_metadata, subset_cases
+    from unilvseg_nnunet.data.dataset import dense_truth_path, read_case_metadata
     from unilvseg_nnunet.evaluation.cardiac import area_curve
     from unilvseg_nnunet.files import read_volume
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("dataset", type=Path, help="nnU-Net raw dataset folder with every-frame truth (the phantom's)")
-    p.add_argument("predictions", type=Path, nargs="+")
-    args = p.parse_args(argv)
-    _, cases, ending = subset_cases(args.dataset, "imagesTs")
+    args, cases, ending = common.truth_and_predictions(__doc__, argv)
     truth, clean = {}, {}
     for case in cases:
         truth[case] = area_curve(read_volume(dense_truth_path(args.dataset, case, ending))).astype(float)

@@ -55,6 +55,19 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def truth_and_predictions(doc: str, argv=None) -> tuple[argparse.Namespace, list[str], str]:
+    """Arguments of the scripts that read prediction folders against the phantom's every-frame truth: the raw
+    dataset and the folders. Returns (arguments, test cases, file ending)."""
+    from unilvseg_nnunet.data.dataset import subset_cases
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("dataset", type=Path, help="nnU-Net raw dataset folder with every-frame truth (the phantom's)")
+    p.add_argument("predictions", type=Path, nargs="+")
+    args = p.parse_args(argv)
+    _, cases, ending = subset_cases(args.dataset, "imagesTs")
+    return args, cases, ending
+
+
 def nnunet_env(workdir: Path) -> dict:
     """The package's workspace environment on ``workdir`` (works uninstalled too: the checkout is on PYTHONPATH)."""
     env = workspace.nnunet_env(workdir)

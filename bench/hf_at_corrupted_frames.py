@@ -12,23 +12,22 @@ flickers on clean frames keeps it.
 """
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
 
 def main(argv=None) -> int:
-    from unilvseg_nnunet.data.dataset import dense_truth_path, read_case_metadata, subset_cases
+    from unilvseg_nnunet.data.dataset import dense_truth_path, read_case_metadata
     from unilvseg_nnunet.data.echonet import DEFAULT_FPS
     from unilvseg_nnunet.evaluation.cardiac import area_curve, high_frequency_share
     from unilvseg_nnunet.files import read_volume
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("dataset", type=Path, help="nnU-Net raw dataset folder with every-frame truth (the phantom's)")
-    p.add_argument("predictions", type=Path, nargs="+")
-    args = p.parse_args(argv)
-    _, cases, ending = subset_cases(args.dataset, "imagesTs")
+    args, cases, ending = common.truth_and_predictions(__doc__, argv)
     metas = {c: read_case_metadata(args.dataset, c) for c in cases}
 
     def shares(load) -> tuple[float, float]:
