@@ -86,7 +86,7 @@ MODELS = [
 ]
 DEFAULT_MODELS = ("nnU-Net 2d (stock)", "Ours 3D", "Ours 3D + SSL", "Ours SI")
 ADAMW_MODELS = ("Ours 3D (AdamW)", "Ours 3D + SSL (AdamW)")
-TIME_FILTERED = ("2d", "3d")  # models also scored with the time filter (--time-filter)
+TIME_FILTERED = ("2d", "3d", "3d_framefullres")  # models also scored with the time filter (--time-filter)
 
 
 def filtered_name(model: Model, sigma: float) -> str:
