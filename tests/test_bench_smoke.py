@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 SCRIPTS = ["bench_conversion.py", "bench_cost.py", "bench_training.py", "bench_inference.py", "bench_memory.py", "run_all.py",
            "hf_at_corrupted_frames.py", "superimage_frame_norm_cost.py",
-           "traced_frame_gaps.py", "area_blur.py"]
+           "traced_frame_gaps.py", "area_blur.py", "bench_superimage_window.py"]
 
 
 def bench_module(name: str):

@@ -11,7 +11,8 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
 from unilvseg_nnunet.inference.precision import ENV
-from unilvseg_nnunet.planning.superimage import configuration_name, superimage_configuration
+from unilvseg_nnunet.inference.window import VideoWindowNet
+from unilvseg_nnunet.planning.superimage import configuration_name, inference_window, superimage_configuration
 from unilvseg_nnunet.training.superimage import SuperImageNet, clip_indices, grid_side, tile, untile
 
 
@@ -140,6 +141,24 @@ def test_neighbouring_frames_are_predicted_alike():
     torch.testing.assert_close(later[:, :, full[0]:full[-1]], now[:, :, full[1]:full[-1] + 1])
 
 
+def test_whole_video_windows_give_the_whole_video_output():
+    """In the planned windows (the margin drops the frames fewer clips hold) a long video's output is, frame for
+    frame, that of one pass over the whole video: no seam where windows meet; a video shorter than one clip at
+    stride T (3 frames) is segmented as if zero frames followed it."""
+    frames, period = 4, 2
+    net = _net(frames, period)
+    window = {**inference_window(frames, period), "max_frames": 90}
+    assert window["margin"] == 6 and window["norm_frames"] == 0
+    video = VideoWindowNet(net, **window).eval()
+    x = torch.randn(1, 1, 200, 8, 8)
+    assert len(video.windows(200)) == 3
+    with torch.no_grad():
+        torch.testing.assert_close(video(x), net(x))
+        short = torch.randn(1, 1, 3, 8, 8)
+        padded = torch.cat([short, torch.zeros(1, 1, 5, 8, 8)], 2)
+        torch.testing.assert_close(video(short), net(padded)[:, :, :3])
+
+
 def test_standardised_tiles_read_a_dim_frame_like_the_others():
     """A near-blank frame (gain 0.05) in a clip: with each tile standardised (``frame_norm``, what planning writes)
     the super image segments it as at full gain, and the other frames as before; without, its tile stays dark
@@ -160,8 +179,8 @@ def test_standardised_tiles_read_a_dim_frame_like_the_others():
 
 def test_bad_inputs_and_deep_supervision_get_clear_errors():
     net = _net(4, 2)
-    with pytest.raises(ValueError, match=r"D = 4 \(one clip\) or D >= 8"):
-        net(torch.zeros(1, 1, 6, 8, 8))
+    with pytest.raises(ValueError, match=r"D = 4 \(one clip\) or another number"):
+        net(torch.zeros(1, 1, 8, 8))
     with pytest.raises(ValueError, match="no deep supervision"):
         SuperImageNet(1, 2, frames=4, deep_supervision=True, **tiny_unet_kwargs())
     net.decoder.deep_supervision = True  # what nnU-Net's set_deep_supervision_enabled(True) does
@@ -197,9 +216,11 @@ def test_planning_uses_nnunet_2d_planner_on_super_image_size(preprocessed_datase
     name, cfg = superimage_configuration(plans, fingerprint, frames=16, period=5)
     assert name == "si_f16t5" and cfg["inherits_from"] == "3d_fullres"
     frame = plans["configurations"]["3d_fullres"]["patch_size"][1:]
-    assert cfg["patch_size"] == [160, *frame]  # inference window 2*F*T
+    assert cfg["patch_size"] == [1024, *frame]  # nnUNetv2_predict hands whole videos to the network
     settings = {k: cfg["unilvseg"][k] for k in ("frames", "period", "layout")}
     assert settings == {"frames": 16, "period": 5, "layout": "superimage"}
+    assert cfg["unilvseg"]["inference"] == inference_window(16, 5) == \
+        {"max_frames": 498, "overlap": 166, "margin": 75, "norm_frames": 0}  # margin: the 75 frames fewer clips hold
     si = [4 * s for s in frame]
     assert cfg["unilvseg"]["super_image_size"] == si
 

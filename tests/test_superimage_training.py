@@ -27,7 +27,7 @@ def test_plan_adds_super_image_configuration(si_configuration, preprocessed_data
     plans = json.loads((preprocessed_dataset / "nnUNetPlans.json").read_text())
     cfg = plans["configurations"][si_configuration]
     frame = plans["configurations"]["3d_fullres"]["patch_size"][1:]
-    assert cfg["inherits_from"] == "3d_fullres" and cfg["patch_size"] == [16, *frame]  # inference window 2*F*T
+    assert cfg["inherits_from"] == "3d_fullres" and cfg["patch_size"] == [1024, *frame]  # whole videos
     assert cfg["architecture"]["network_class_name"] == "unilvseg_nnunet.training.superimage.SuperImageNet"
     assert {k: cfg["unilvseg"][k] for k in ("frames", "period", "encoder", "layout")} == \
         {"frames": 4, "period": 2, "encoder": "unet", "layout": "superimage"}
@@ -64,7 +64,7 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
         assert set(np.unique(seg)) <= {0, 1}
 
     cost = run_cmd(["unilvseg", "cost", "-m", str(model)], env=env)
-    assert f"| {model.name} | 16x" in cost
+    assert f"| {model.name} | 4x" in cost  # one training clip: one super image per frame of a video
 
 
 def test_both_trainers_start_from_local_encoder_weights(preprocessed_dataset, nnunet_env, tmp_path, monkeypatch):
@@ -76,7 +76,11 @@ def test_both_trainers_start_from_local_encoder_weights(preprocessed_dataset, nn
     from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 
     from unilvseg_nnunet.planning.superimage import superimage_configuration
+    from unilvseg_nnunet.training.encoders import EncoderUNet
     from unilvseg_nnunet.training.trainers import SuperImageMaskingPretrainer, SuperImageTrainer
+
+    def stem(network):  # the encoder's first convolution, inside the whole-video wrapper and the super image
+        return next(m for m in network.modules() if isinstance(m, EncoderUNet)).encoder.model.conv1.weight
 
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(k, nnunet_env[k])
@@ -92,16 +96,16 @@ def test_both_trainers_start_from_local_encoder_weights(preprocessed_dataset, nn
 
     pretrainer = SuperImageMaskingPretrainer(dict(plans), name, 0, dataset_json, device=torch.device("cpu"))
     pretrainer.initialize()
-    torch.testing.assert_close(pretrainer.network.net.encoder.model.conv1.weight, imagenet_stem)
+    torch.testing.assert_close(stem(pretrainer.network), imagenet_stem)
     pretrainer.save_checkpoint(str(tmp_path / "pretrained.pth"))
 
     trainer = SuperImageTrainer(dict(plans), name, 0, dataset_json, device=torch.device("cpu"))
     trainer.initialize()
     assert not trainer.enable_deep_supervision
-    torch.testing.assert_close(trainer.network.net.encoder.model.conv1.weight, imagenet_stem)
+    torch.testing.assert_close(stem(trainer.network), imagenet_stem)
     with torch.no_grad():
-        trainer.network.net.encoder.model.conv1.weight.zero_()
+        stem(trainer.network).zero_()
     load_pretrained_weights(trainer.network, str(tmp_path / "pretrained.pth"))  # what -pretrained_weights does next
-    torch.testing.assert_close(trainer.network.net.encoder.model.conv1.weight, imagenet_stem)
+    torch.testing.assert_close(stem(trainer.network), imagenet_stem)
     with pytest.raises(ValueError, match="not a super-image configuration"):
         SuperImageTrainer(dict(plans), "3d_fullres", 0, dataset_json, device=torch.device("cpu"))

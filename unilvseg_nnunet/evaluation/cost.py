@@ -3,7 +3,9 @@
 * :func:`network_cost`: any configuration of a dataset's plans or a trained model folder, built
   exactly like nnU-Net's predictor builds it (``trainer.build_network_architecture`` with the
   plans, no deep supervision) and fed one patch ``(1, C, *patch_size)``; per frame = total /
-  frames in the patch (1 for 2D configurations).
+  frames in the patch (1 for 2D configurations). A whole-video configuration is fed one training clip:
+  a 3D network costs per frame what it costs on the clip; a super image segments each frame of a video
+  in all F clips that hold it, so its per-frame cost is one super image.
 * :func:`encoder_costs`: every super-image encoder at F frames of HxW (one super image), next to
   the paper's Table IV (and Table I for UniFormer-S).
 
@@ -43,12 +45,10 @@ def count(network: nn.Module, input_shape) -> dict:
     return {"params_m": sum(p.numel() for p in network.parameters()) / 1e6, "gflops": total / 1e9}
 
 
-def _frames(patch_size) -> int:
-    return int(patch_size[0]) if len(patch_size) == 3 else 1
-
-
-def build_network(plans, configuration: str, dataset_json: dict | None = None, trainer: str = "nnUNetTrainer") -> tuple[nn.Module, tuple]:
-    """(network, input shape (1, C, *patch)) for ``configuration`` of ``plans`` (dict or plans JSON path).
+def build_network(plans, configuration: str, dataset_json: dict | None = None,
+                  trainer: str = "nnUNetTrainer") -> tuple[nn.Module, tuple, int]:
+    """(network, input shape (1, C, *patch), frames that input segments: :func:`frames_per_pass`) for
+    ``configuration`` of ``plans`` (dict or plans JSON path).
 
     ``dataset_json`` defaults to the dataset.json beside a plans file. The network comes from
     ``trainer``'s static ``build_network_architecture`` (found like nnUNetv2_train finds it,
@@ -78,7 +78,16 @@ def build_network(plans, configuration: str, dataset_json: dict | None = None, t
     network = trainer_class.build_network_architecture(manager, config, channels, classes, enable_deep_supervision=False)
     clip = config.configuration.get("unilvseg") or {}  # a whole-video inference tile is counted as one training clip
     patch = [clip["frames"], *config.patch_size[1:]] if "inference" in clip else config.patch_size
-    return network, (1, channels, *patch)
+    return network, (1, channels, *patch), frames_per_pass(patch, clip)
+
+
+def frames_per_pass(patch_size, settings: dict) -> int:
+    """Frames one pass on ``patch_size`` segments, net of repeats: the frames of a 3D patch (1 for 2D); 1 for a
+    whole-video super image (``settings``: the configuration's "unilvseg" entry), which segments each frame in
+    F clips."""
+    if settings.get("layout") == "superimage" and "inference" in settings:
+        return 1
+    return int(patch_size[0]) if len(patch_size) == 3 else 1
 
 
 def network_cost(source, configuration: str | None = None, dataset_json: dict | None = None,
@@ -98,9 +107,8 @@ def network_cost(source, configuration: str | None = None, dataset_json: dict | 
         dataset_json = json.loads((folder / "dataset.json").read_text())
     if configuration is None:
         raise ValueError("configuration is needed with a plans file or dict")
-    network, shape = build_network(source, configuration, dataset_json, trainer)
+    network, shape, frames = build_network(source, configuration, dataset_json, trainer)
     result = count(network, shape)
-    frames = _frames(shape[2:])
     return {**result, "gflops_per_frame": result["gflops"] / frames, "patch_size": list(shape[2:]), "frames": frames}
 
 

@@ -1,7 +1,8 @@
 """Whole-video inference along time: every frame computed about once, no window seam.
 
 A temporal configuration's network never strides time and is fully convolutional along it, so it
-segments a clip of any length. Its plans carry an inference window (``"unilvseg": {"inference":
+segments a clip of any length; a super-image network segments every clip a window of any length holds
+(:class:`~unilvseg_nnunet.training.superimage.SuperImageNet`). Their plans carry an inference window (``"unilvseg": {"inference":
 {"max_frames", "overlap", "margin"}}``, see :func:`unilvseg_nnunet.planning.temporal.with_inference_window`)
 and a patch of ``tile_frames`` frames: nnU-Net's sliding window hands a whole video to the network
 in one tile, and :class:`VideoWindowNet` does the rest:
@@ -143,8 +144,9 @@ class VideoWindowNet(nn.Module):
 
 def video_window_net(net: nn.Module, settings: dict | None) -> nn.Module:
     """``net`` in a :class:`VideoWindowNet` when its configuration's "unilvseg" entry (``settings``) has an
-    inference window, else ``net`` itself (plans made before the window existed, super images). The window's
-    "norm_frames" defaults to the training clip's length ("frames"), also for plans written before it existed."""
+    inference window, else ``net`` itself (plans made before the window existed, which nnU-Net's sliding window
+    tiles). The window's "norm_frames" defaults to the training clip's length ("frames"), also for plans written
+    before it existed."""
     window = (settings or {}).get("inference")
     if not window:
         return net

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unilvseg_nnunet.planning.temporal import INFERENCE_TILE_FRAMES, INFERENCE_WINDOW
 from unilvseg_nnunet.training.superimage import NETWORK_CLASS, grid_side
 
 SI_FRAMES, SI_PERIOD = 16, 5  # the paper's best super image: 16 frames (4x4) at period 5
@@ -19,12 +20,18 @@ def configuration_name(frames: int, period: int, encoder: str = "unet") -> str:
     return f"si_f{frames}t{period}" + ("" if encoder == "unet" else f"_{encoder}")
 
 
-def inference_window(frames: int, period: int) -> int:
-    """Frames of the window nnU-Net hands the SI network at inference: 2*F*T, so that the frames at the
-    window's centre, where nnU-Net's Gaussian weights lie, are each predicted at all F grid positions
-    (see :class:`~unilvseg_nnunet.training.superimage.SuperImageNet`); F*T would give every frame one
-    clip, neighbouring frames different ones. It costs about one super image per frame."""
-    return 2 * frames * period
+def inference_window(frames: int, period: int) -> dict:
+    """The whole-video inference window of an SI configuration ("unilvseg"["inference"], read by
+    :class:`~unilvseg_nnunet.inference.window.VideoWindowNet`): a video is segmented in one pass of every clip
+    of F frames at stride T it holds, so each frame is predicted at all F grid positions, about one super image
+    per frame, and neighbouring frames alike (see :class:`~unilvseg_nnunet.training.superimage.SuperImageNet`).
+    Longer videos go in windows whose ``margin`` drops the (F-1)*T frames at each window edge that fewer clips
+    hold, so a frame's output does not depend on where windows fall. No clip statistics: the 2D network's
+    instance norms see one super image."""
+    margin = (frames - 1) * period
+    overlap = 2 * margin + 16  # a 16-frame cross-fade between the margins
+    return {"max_frames": max(INFERENCE_WINDOW["max_frames"], 3 * overlap), "overlap": overlap, "margin": margin,
+            "norm_frames": 0}
 
 
 def superimage_configuration(plans: dict, fingerprint: dict | None = None, base: str = "3d_fullres", frames: int = SI_FRAMES,
@@ -33,8 +40,9 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
     """Plan a super-image configuration for ``plans`` (the dict of nnUNetPlans.json); returns (name, config).
 
     The config ``"inherits_from": base`` (its preprocessed 3D data is reused), has patch
-    (:func:`inference_window` frames, H, W) with (H, W) the median frame size (training clips keep F
-    frames), and a ``"unilvseg"`` key read by our trainers. The 2D U-Net topology (or, for another
+    (:data:`~unilvseg_nnunet.planning.temporal.INFERENCE_TILE_FRAMES`, H, W) with (H, W) the median frame size
+    (training clips keep F frames; nnUNetv2_predict hands a whole video to the network in one tile), and a
+    ``"unilvseg"`` key read by our trainers, with the :func:`inference_window`. The 2D U-Net topology (or, for another
     encoder, just the batch size) comes from the dataset's own nnU-Net planner (the class recorded
     in the plans, e.g. ExperimentPlanner or a ResEnc planner) planning a 2D configuration of median
     size sqrt(F)*H x sqrt(F)*W. Where the planner's VRAM rule shrinks that 2D patch (frames larger
@@ -91,7 +99,7 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
         requires_import = []
     config = {
         "inherits_from": base,
-        "patch_size": [inference_window(frames, period), h, w],
+        "patch_size": [INFERENCE_TILE_FRAMES, h, w],
         "batch_size": int(plan_2d["batch_size"]),
         "batch_dice": True,  # as nnU-Net's own 2d configuration
         "architecture": {"network_class_name": NETWORK_CLASS, "arch_kwargs": arch_kwargs,
@@ -99,7 +107,8 @@ def superimage_configuration(plans: dict, fingerprint: dict | None = None, base:
         "unilvseg": {"frames": frames, "period": period, "encoder": encoder, "layout": "superimage",
                      "super_image_size": list(si_size), "planned_2d_patch_size": patch_2d,
                      "gpu_memory_gb": planner.UNet_vram_target_GB, "planner": type(planner).__name__,
-                     "encoder_weights": None if encoder_weights is None else str(encoder_weights)},
+                     "encoder_weights": None if encoder_weights is None else str(encoder_weights),
+                     "inference": inference_window(frames, period)},
     }
     from nnunetv2.utilities.json_export import recursive_fix_for_json_export
 

@@ -4,14 +4,18 @@
 other (``pydoc.locate`` of ``network_class_name`` with ``input_channels``, ``num_classes`` and
 the ``arch_kwargs``), so ``nnUNetv2_train``/``nnUNetv2_predict`` work unchanged. Given exactly F
 frames (a training clip drawn at stride T) it runs a single super image, so training costs what
-the paper's does. Given a window of D >= F*T consecutive frames (inference) it segments every
-clip of F frames at stride T that fits in the window (one per start frame) and averages, for
-each frame, the outputs of all clips that hold it. Neighbouring frames are thus treated alike:
-with one clip per sub-clip phase (D = F*T) frames t and t+1 came from different super images,
-at different grid positions, and the area curve jittered at fps/T; in a window of 2*F*T frames
-(the planned default) every frame of the window's centre is predicted at all F grid positions,
-and the output is the same function of the video at every such frame (shifted in time). Those
-passes run under :func:`~unilvseg_nnunet.inference.precision.inference_autocast`. Configurations
+the paper's does. Given a window of D > F consecutive frames (inference) it segments every clip
+of F frames at stride T that fits in the window (one per start frame) and averages, for each frame,
+the outputs of all clips that hold it. Neighbouring frames are thus treated alike: with one clip per
+sub-clip phase frames t and t+1 came from different super images, at different grid positions, and
+the area curve jittered at fps/T; with every clip, each frame more than (F-1)*T frames from the
+window's ends is predicted at all F grid positions, and the output is the same function of the video
+at every such frame (shifted in time). Planned configurations hand it whole videos
+(:class:`~unilvseg_nnunet.inference.window.VideoWindowNet`, windows of
+:func:`~unilvseg_nnunet.planning.superimage.inference_window`): about one super image per frame, and no
+seam where nnU-Net's sliding window would blend tiles. A window shorter than F*T frames (a very short video)
+is padded with zero frames. The passes run under
+:func:`~unilvseg_nnunet.inference.precision.inference_autocast`. Configurations
 planned now standardise each frame before tiling (``frame_norm``, see :func:`standardize_frames`):
 without it a near-blank frame stays dark inside the super image and is segmented as empty.
 
@@ -108,7 +112,7 @@ def _divisor(net: nn.Module) -> tuple[int, int]:
 
 
 class SuperImageNet(nn.Module):
-    """Video wrapper: (B, C, D, H, W) -> (B, K, D, H, W) with D = F (one clip, training) or D >= F*T (a window).
+    """Video wrapper: (B, C, D, H, W) -> (B, K, D, H, W) with D = F (one clip, training) or any other D (a window).
 
     For a window, every clip of F frames at stride T (``period``) inside it is segmented as a super
     image by the 2D network ``self.net`` (in passes of at most ``clips_per_pass`` super images) and
@@ -151,11 +155,13 @@ class SuperImageNet(nn.Module):
         return untile(out[:, :, :g * h, :g * w], self.frames)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        window = x.shape[2] if x.ndim == 5 else 0
-        if x.ndim != 5 or (window != self.frames and window < self.frames * self.period):
+        if x.ndim != 5 or x.shape[2] < 1:
             raise ValueError(f"SuperImageNet(frames={self.frames}, period={self.period}) needs input (B, C, D, H, W) "
-                             f"with D = {self.frames} (one clip) or D >= {self.frames * self.period} (a window), "
+                             f"with D = {self.frames} (one clip) or another number of frames (a window), "
                              f"got {tuple(x.shape)}")
+        window, span = x.shape[2], self.frames * self.period
+        if window != self.frames and window < span:  # too short for one clip at stride T: zero frames after it
+            return self.forward(F.pad(x, (0, 0, 0, 0, 0, span - window)))[:, :, :window]
         if getattr(self.net.decoder, "deep_supervision", False):
             raise RuntimeError("deep supervision was switched on for a super-image network; use a trainer with "
                                "enable_deep_supervision = False (e.g. SuperImageTrainer)")
