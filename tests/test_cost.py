@@ -42,6 +42,14 @@ def test_planned_configurations_cost(preprocessed_dataset, nnunet_env):
     assert f"| 2d | {PHANTOM_SIZE}x{PHANTOM_SIZE} | 7.77 |" in out
 
 
+@pytest.mark.nnunet
+def test_cost_of_a_model_folder_needs_no_trainer_variable(tiny_3d_model, nnunet_env):
+    """`unilvseg cost -m` rebuilds a model of our trainers with nnUNet_extTrainer unset, as predict-video does."""
+    env = {k: v for k, v in nnunet_env.items() if k != "nnUNet_extTrainer"}
+    out = run_cmd(["unilvseg", "cost", "-m", str(tiny_3d_model)], env=env)
+    assert f"| {tiny_3d_model.name} | 8x" in out
+
+
 def test_cost_command_errors_name_what_is_missing(tmp_path, monkeypatch, capsys):
     """Bad arguments: one message in the subcommands' style, exit status 2, no traceback."""
     from unilvseg_nnunet.cli import main

@@ -58,6 +58,8 @@ def build_network(plans, configuration: str, dataset_json: dict | None = None,
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+    from unilvseg_nnunet.inference.predictor import ensure_ext_trainer_path
+
     if not isinstance(plans, dict):
         plans_path = Path(plans)
         if not plans_path.is_file():
@@ -74,6 +76,7 @@ def build_network(plans, configuration: str, dataset_json: dict | None = None,
     config = manager.get_configuration(configuration)
     channels = determine_num_input_channels(manager, config, dataset_json)
     classes = manager.get_label_manager(dataset_json).num_segmentation_heads
+    ensure_ext_trainer_path()  # our trainers are found without the user setting nnUNet_extTrainer, as predict-video finds them
     trainer_class = recursive_find_trainer_class_by_name(trainer)
     network = trainer_class.build_network_architecture(manager, config, channels, classes, enable_deep_supervision=False)
     clip = config.configuration.get("unilvseg") or {}  # a whole-video inference tile is counted as one training clip
