@@ -83,6 +83,8 @@ MODELS = [
     Model("Ours 3D, stretched clips", "3d_stretch3", TEMPORAL, "SparseTemporalTrainer_stretch3_demo"),
     # time kernel 1 at full resolution (against the temporal blur bench/area_blur.py measures): in no setting by default
     Model("Ours 3D, per-frame full resolution", "3d_framefullres", TEMPORAL, "SparseTemporalTrainer_frameFullRes_demo"),
+    # time kernel 1 in the last decoder stage only (the encoder still reads neighbouring frames at full resolution)
+    Model("Ours 3D, per-frame decoder output", "3d_framedecoder", TEMPORAL, "SparseTemporalTrainer_frameFullResDecoder_demo"),
 ]
 DEFAULT_MODELS = ("nnU-Net 2d (stock)", "Ours 3D", "Ours 3D + SSL", "Ours SI")
 ADAMW_MODELS = ("Ours 3D (AdamW)", "Ours 3D + SSL (AdamW)")

@@ -5,11 +5,18 @@ import json
 
 import pytest
 import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 
 from unilvseg_nnunet.planning.temporal import TIME_CONV_OP, video_topology
-from unilvseg_nnunet.training.networks import FactorizedConv3d, PeriodWrapper, build_temporal_network, per_frame_stages
+from unilvseg_nnunet.training.networks import (
+    FactorizedConv3d,
+    PeriodWrapper,
+    build_temporal_network,
+    per_frame_output,
+    per_frame_stages,
+)
 
 
 class _Recorder(nn.Module):
@@ -106,6 +113,28 @@ def test_per_frame_full_resolution_reads_time_only_at_coarser_stages():
     x2[:, :, 5] = 0
     with torch.no_grad():
         assert (net(x)[:, :, 4] - net(x2)[:, :, 4]).abs().max() > 1e-4
+
+
+def test_per_frame_decoder_output_reads_time_in_the_encoder_only_at_full_resolution():
+    """SparseTemporalTrainer_frameFullResDecoder: the last decoder stage's convolutions read one frame each, the
+    stem and first encoder stage still read neighbouring frames (so does the output, through them); a network
+    without factorised time convolutions is refused."""
+    from unilvseg_nnunet.training.trainers import SparseTemporalTrainer_frameFullResDecoder
+
+    cm = _configuration("unet_s", frames=8)
+    net = SparseTemporalTrainer_frameFullResDecoder.build_network_architecture(None, cm, 1, 2, False).eval()
+    last = [m for m in net.decoder.stages[-1].modules() if isinstance(m, FactorizedConv3d)]
+    first = [m for m in net.net.encoder.stages[0].modules() if isinstance(m, FactorizedConv3d)]
+    assert last and all(m.temporal is None for m in last)
+    assert first and all(m.temporal is not None for m in first) and net.net.encoder.stem is not None
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 8, 32, 32)
+    x2 = x.clone()
+    x2[:, :, 5] = 0
+    with torch.no_grad():
+        assert (net(x)[:, :, 4] - net(x2)[:, :, 4]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="factorised time convolutions"):
+        per_frame_output(PlainConvUNet(1, 2, [4, 8], nn.Conv3d, 3, [1, 2], 1, 2, [1], conv_bias=True))
 
 
 def test_clip_that_does_not_fit_the_memory_target_is_refused():

@@ -92,6 +92,20 @@ def per_frame_stages(configuration_manager, stages: int):
     return ConfigurationManager(configuration)
 
 
+def per_frame_output(network: nn.Module) -> nn.Module:
+    """``network`` with the time part of every convolution in its last decoder stage dropped: the full-resolution
+    convolutions that draw the boundary read each frame alone, from the encoder's full-resolution features (the
+    skip connection, computed over neighbouring frames) and the coarser stages' upsampled ones. Needs factorised
+    time convolutions (:class:`FactorizedConv3d`, the ``conv_op`` temporal plans name)."""
+    convs = [m for m in network.decoder.stages[-1].modules() if isinstance(m, nn.Conv3d)]
+    if not convs or not all(isinstance(m, FactorizedConv3d) for m in convs):
+        raise ValueError(f"a per-frame output needs the factorised time convolutions of temporal plans "
+                         f"({FactorizedConv3d.__module__}.FactorizedConv3d), got {sorted({type(m).__name__ for m in convs})}")
+    for m in convs:
+        m.temporal = None
+    return network
+
+
 def build_temporal_network(configuration_manager, num_input_channels: int, num_output_channels: int,
                            deep_supervision: bool) -> nn.Module:
     """The configuration's network (nnU-Net's builder), wrapped for its period when T > 1; a super-image

@@ -14,7 +14,7 @@ from torch import nn
 
 from unilvseg_nnunet.planning.temporal import clip_settings, with_temporal_configuration
 from unilvseg_nnunet.training.losses import SparseFrameLoss, deep_supervision_weights
-from unilvseg_nnunet.training.networks import build_temporal_network, per_frame_stages
+from unilvseg_nnunet.training.networks import build_temporal_network, per_frame_output, per_frame_stages
 from unilvseg_nnunet.training.trainers.clip_loader import SparseClipDataLoader
 from unilvseg_nnunet.training.trainers.schedules import (
     AdamW,
@@ -144,6 +144,19 @@ class SparseTemporalTrainer_frameFullRes(SparseTemporalTrainer):
                                       num_output_channels, enable_deep_supervision)
 
 
+class SparseTemporalTrainer_frameFullResDecoder(SparseTemporalTrainer):
+    """Time kernel 1 in the last decoder stage only (:func:`~unilvseg_nnunet.training.networks.per_frame_output`):
+    the boundary is drawn per frame, from features the stem and first encoder stage still compute over neighbouring
+    frames. Between the default and ``SparseTemporalTrainer_frameFullRes``, which reads time at full resolution
+    nowhere: an attempt to keep the default's reading of corrupted frames with the variant's EF (BENCHMARKS.md)."""
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return per_frame_output(build_temporal_network(configuration_manager, num_input_channels, num_output_channels,
+                                                       enable_deep_supervision))
+
+
 class SparseTemporalTrainer_AdamW(AdamW, SparseTemporalTrainer):
     """The paper's optimiser (AdamW, lr 3e-4, weight decay 1e-5)."""
 
@@ -171,6 +184,11 @@ class SparseTemporalTrainer_stretch3_demo(Demo, NoMirroring, NoFinalValidation, 
 
 class SparseTemporalTrainer_frameFullRes_demo(Demo, NoMirroring, NoFinalValidation, SparseTemporalTrainer_frameFullRes):
     """The CPU demo's time budget with per-frame full-resolution stages."""
+
+
+class SparseTemporalTrainer_frameFullResDecoder_demo(Demo, NoMirroring, NoFinalValidation,
+                                                     SparseTemporalTrainer_frameFullResDecoder):
+    """The CPU demo's time budget with a per-frame last decoder stage."""
 
 
 class SparseTemporalTrainer_AdamW_budget(Budget, AdamW, SparseTemporalTrainer):
