@@ -90,6 +90,16 @@ def test_planned_topology_models_time_everywhere_and_never_strides_it(arch):
     assert kw["conv_op"] == TIME_CONV_OP
 
 
+def _output_reads_next_frame(net: nn.Module) -> bool:
+    """Whether blanking frame 5 of a random clip changes the network's output at frame 4."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 8, 32, 32)
+    x2 = x.clone()
+    x2[:, :, 5] = 0
+    with torch.no_grad():
+        return bool((net(x)[:, :, 4] - net(x2)[:, :, 4]).abs().max() > 1e-4)
+
+
 def test_per_frame_full_resolution_reads_time_only_at_coarser_stages():
     """SparseTemporalTrainer_frameFullRes: no convolution at full resolution mixes frames (stem, first encoder stage,
     last decoder stage), the coarser ones still do, so a frame's output still depends on its neighbours; the plans
@@ -107,12 +117,7 @@ def test_per_frame_full_resolution_reads_time_only_at_coarser_stages():
             time_convs.setdefault(m.out_channels, []).append(m.temporal is not None)
     full_res, *coarser = cm.configuration["architecture"]["arch_kwargs"]["features_per_stage"]
     assert not any(time_convs[full_res]) and all(any(time_convs[c]) for c in coarser)
-    torch.manual_seed(0)
-    x = torch.randn(1, 1, 8, 32, 32)
-    x2 = x.clone()
-    x2[:, :, 5] = 0
-    with torch.no_grad():
-        assert (net(x)[:, :, 4] - net(x2)[:, :, 4]).abs().max() > 1e-4
+    assert _output_reads_next_frame(net)
 
 
 def test_per_frame_decoder_output_reads_time_in_the_encoder_only_at_full_resolution():
@@ -127,12 +132,7 @@ def test_per_frame_decoder_output_reads_time_in_the_encoder_only_at_full_resolut
     first = [m for m in net.net.encoder.stages[0].modules() if isinstance(m, FactorizedConv3d)]
     assert last and all(m.temporal is None for m in last)
     assert first and all(m.temporal is not None for m in first) and net.net.encoder.stem is not None
-    torch.manual_seed(0)
-    x = torch.randn(1, 1, 8, 32, 32)
-    x2 = x.clone()
-    x2[:, :, 5] = 0
-    with torch.no_grad():
-        assert (net(x)[:, :, 4] - net(x2)[:, :, 4]).abs().max() > 1e-4
+    assert _output_reads_next_frame(net)
     with pytest.raises(ValueError, match="factorised time convolutions"):
         per_frame_output(PlainConvUNet(1, 2, [4, 8], nn.Conv3d, 3, [1, 2], 1, 2, [1], conv_bias=True))
 
