@@ -34,8 +34,12 @@ def test_plan_adds_super_image_configuration(si_configuration, preprocessed_data
     assert cfg["unilvseg"]["super_image_size"] == [2 * s for s in frame]
 
 
-def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset, tmp_path):
-    env = nnunet_env
+def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset, tmp_path, monkeypatch):
+    from unilvseg_nnunet.inference import precision
+    from unilvseg_nnunet.inference.predictor import load_predictor, segment
+    from unilvseg_nnunet.inference.window import VideoWindowNet
+
+    env = {**nnunet_env, precision.ENV: "0"}  # float32 in both paths compared below
     run_cmd(["nnUNetv2_train", str(DATASET_ID), si_configuration, "0", "-tr", "SuperImageMaskingPretrainer_smoke",
              "-device", "cpu"], env=env)
     pretrainer = nnunet_model_folder(env, "SuperImageMaskingPretrainer_smoke", si_configuration)
@@ -62,6 +66,12 @@ def test_pretrain_finetune_and_predict(si_configuration, nnunet_env, raw_dataset
         seg = read_volume(pred / image.name.replace(f"_0000{FILE_ENDING}", FILE_ENDING))
         assert seg.shape == read_volume(image).shape  # every frame of the whole video, any length
         assert set(np.unique(seg)) <= {0, 1}
+    # predict-video's and compare's path (the video streamed window by window) gives nnUNetv2_predict's masks
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    predictor = load_predictor(model, [0], device="cpu")
+    assert isinstance(predictor.network, VideoWindowNet)
+    assert (segment(predictor, video) == read_volume(pred / f"whole{FILE_ENDING}")).mean() > 0.999
 
     cost = run_cmd(["unilvseg", "cost", "-m", str(model)], env=env)
     assert f"| {model.name} | 4x" in cost  # one training clip: one super image per frame of a video
