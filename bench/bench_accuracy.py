@@ -52,8 +52,10 @@ from unilvseg_nnunet.workspace import CommandError  # noqa: E402
 
 BUDGET_ENV = "unilvseg_time_budget_s"
 TEMPORAL, SUPERIMAGE = "3d_temporal_f8t1_unet_s", "si_f4t2"
+SUPERIMAGE_T1 = "si_f4t1"
 PLAN = {TEMPORAL: ["--frames", "8", "--period", "1", "--arch", "unet_s"],
-        SUPERIMAGE: ["--super-image", "--frames", "4", "--period", "2"]}
+        SUPERIMAGE: ["--super-image", "--frames", "4", "--period", "2"],
+        SUPERIMAGE_T1: ["--super-image", "--frames", "4", "--period", "1"]}
 PREDICT_FLAGS = ["--disable_tta", "-device", "cpu"]  # the README's flags for nnUNetv2_predict on CPU
 FIGURE = common.REPO / "docs" / "accuracy_curves.png"
 MARK = ("<!-- bench_accuracy:start -->", "<!-- bench_accuracy:end -->")
@@ -85,6 +87,8 @@ MODELS = [
     Model("Ours 3D, per-frame full resolution", "3d_framefullres", TEMPORAL, "SparseTemporalTrainer_frameFullRes_demo"),
     # time kernel 1 in the last decoder stage only (the encoder still reads neighbouring frames at full resolution)
     Model("Ours 3D, per-frame decoder output", "3d_framedecoder", TEMPORAL, "SparseTemporalTrainer_frameFullResDecoder_demo"),
+    # the super image's 2x2 tiles from consecutive frames (period 1): a frame's nearest neighbours beside it
+    Model("Ours SI, period 1", "si_t1", SUPERIMAGE_T1, "SuperImageTrainer_demo"),
 ]
 DEFAULT_MODELS = ("nnU-Net 2d (stock)", "Ours 3D", "Ours 3D + SSL", "Ours SI")
 ADAMW_MODELS = ("Ours 3D (AdamW)", "Ours 3D + SSL (AdamW)")
