@@ -55,8 +55,6 @@ def segment_split(model: Path, dataset: Path, out: Path, norm_frames: int | None
 
 
 def main(argv=None) -> int:
-    from unilvseg_nnunet.cli import main as cli
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", type=Path, required=True, help="raw dataset folder with the every-frame truth")
     p.add_argument("--models", type=Path, nargs="+", required=True, help="whole-video model folders (fold 0)")
@@ -77,17 +75,30 @@ def main(argv=None) -> int:
         for label, norm_frames, window, sigma in variants:
             out = args.out / f"model{i}" / "".join(c if c.isascii() and c.isalnum() else "_" for c in label)
             segment_split(model, args.dataset, out / "pred", norm_frames, window, sigma)
-            if cli(["evaluate", "-p", str(out / "pred"), "-d", str(args.dataset), "-o", str(out / "eval"), "--n-boot",
-                    "1000", "--no-video-plots"]):
-                raise SystemExit(f"unilvseg evaluate failed on {out / 'pred'}")
-            runs.append({"model": label, **figures(json.loads((out / "eval" / "summary.json").read_text()), {})})
+            runs.append({"model": label, **score(out / "pred", args.dataset, out / "eval")})
             print(f"{model}: {label}: " + ", ".join(f"{k} {runs[-1][k]:.4f}" for _, k, _, _ in SHOWN), flush=True)
-    print(f"\n| Inference ({len(args.models)} models) | " + " | ".join(c[0] for c in SHOWN) + " |")
-    print("|---" * (len(SHOWN) + 1) + "|")
-    for label, *_ in variants:
-        cells = [mean_sd_cell(runs, key, label, fmt, scale) for (_, key, fmt, scale) in SHOWN]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    print_table(runs, [label for label, *_ in variants], len(args.models))
     return 0
+
+
+def score(pred: Path, dataset: Path, out: Path) -> dict:
+    """``unilvseg evaluate`` of the masks in ``pred`` against the dataset's every-frame truth (report in ``out``);
+    the benchmark's figures."""
+    from unilvseg_nnunet.cli import main as cli
+
+    if cli(["evaluate", "-p", str(pred), "-d", str(dataset), "-o", str(out), "--n-boot", "1000", "--no-video-plots"]):
+        raise SystemExit(f"unilvseg evaluate failed on {pred}")
+    return figures(json.loads((out / "summary.json").read_text()), {})
+
+
+def print_table(runs: list[dict], labels: list[str], n_models: int, extra=()) -> None:
+    """The Markdown table of ``runs`` (mean ± SD over models per label): ``extra`` columns, then :data:`SHOWN`."""
+    columns = [*extra, *SHOWN]
+    print(f"\n| Inference ({n_models} models) | " + " | ".join(c[0] for c in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for label in labels:
+        print(f"| {label} | " + " | ".join(mean_sd_cell(runs, key, label, fmt, scale) for (_, key, fmt, scale) in columns)
+              + " |")
 
 
 if __name__ == "__main__":

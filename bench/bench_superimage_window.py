@@ -5,7 +5,7 @@ entry), segments the test split of its raw dataset twice with the same weights: 
 sliding window, step 0.5 with Gaussian weights along time: what ``nnUNetv2_predict`` does with those plans), and
 whole-video (the network in the :class:`~unilvseg_nnunet.inference.window.VideoWindowNet` that super-image plans
 made now build, windows of :func:`~unilvseg_nnunet.planning.superimage.inference_window`). Times each
-(segmentation only, after one warm-up call, torch's default threads), scores both with ``unilvseg evaluate``
+(segmentation only, after one warm-up call, as ``unilvseg compare`` times it), scores both with ``unilvseg evaluate``
 against the phantom's every-frame truth and prints the figures side by side::
 
     python bench/bench_superimage_window.py --dataset bench_out/work_a60/nnUNet_raw/Dataset962_AccuracyArtefacts \\
@@ -14,9 +14,7 @@ against the phantom's every-frame truth and prints the figures side by side::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 VARIANTS = ("tiles of 2*F*T frames (nnU-Net's sliding window)", "whole video")
@@ -33,10 +31,10 @@ def whole_video(predictor) -> None:
 
 
 def segment_split(model: Path, dataset: Path, out: Path, whole: bool) -> float:
-    """Masks of the test split by ``model`` under ``out``; returns the frames per second of the segmentation."""
+    """Masks of the test split by ``model`` under ``out`` (``compare``'s timed prediction); returns frames/s."""
     from unilvseg_nnunet.data.dataset import subset_cases
-    from unilvseg_nnunet.files import read_volume_spacing, write_volume
-    from unilvseg_nnunet.inference.predictor import load_predictor, segment
+    from unilvseg_nnunet.evaluation.compare import predict_timed
+    from unilvseg_nnunet.inference.predictor import load_predictor
     from unilvseg_nnunet.training.superimage import SuperImageNet
 
     predictor = load_predictor(model, [0], device="cpu")
@@ -46,17 +44,8 @@ def segment_split(model: Path, dataset: Path, out: Path, whole: bool) -> float:
     if whole:
         whole_video(predictor)
     _, cases, ending = subset_cases(dataset, "imagesTs")
-    videos = {case: read_volume_spacing(dataset / "imagesTs" / f"{case}_0000{ending}") for case in cases}
-    x, spacing = next(iter(videos.values()))
-    segment(predictor, x[:16], spacing)  # warm-up
-    frames, seconds = 0, 0.0
-    for case, (x, spacing) in videos.items():
-        t0 = time.perf_counter()
-        seg = segment(predictor, x, spacing)
-        seconds += time.perf_counter() - t0
-        frames += len(x)
-        write_volume(out / f"{case}{ending}", seg, spacing)
-    return frames / seconds
+    images = {case: [dataset / "imagesTs" / f"{case}_0000{ending}"] for case in cases}
+    return predict_timed(predictor, images, out, ending, progress=False)["frames_per_second"]
 
 
 def main(argv=None) -> int:
@@ -66,28 +55,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench_out/superimage_window"))
     args = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_accuracy import COLUMNS, figures, mean_sd_cell
+    from bench_clip_norm import SHOWN, print_table, score
 
-    from unilvseg_nnunet.cli import main as cli
-
-    shown = [c for c in COLUMNS if c[1] not in ("dsc_clean", "iterations", "labeled_frames_seen")]
     runs = []
     for i, model in enumerate(args.models):
         for label in VARIANTS:
             out = args.out / f"model{i}" / ("whole" if label == VARIANTS[1] else "tiles")
             fps = segment_split(model, args.dataset, out / "pred", label == VARIANTS[1])
-            if cli(["evaluate", "-p", str(out / "pred"), "-d", str(args.dataset), "-o", str(out / "eval"), "--n-boot",
-                    "1000", "--no-video-plots"]):
-                raise SystemExit(f"unilvseg evaluate failed on {out / 'pred'}")
-            runs.append({"model": label, "fps": fps, **figures(json.loads((out / "eval" / "summary.json").read_text()), {})})
-            print(f"{model}: {label}: {fps:.2f} frames/s, " + ", ".join(f"{k} {runs[-1][k]:.4f}" for _, k, _, _ in shown),
+            runs.append({"model": label, "fps": fps, **score(out / "pred", args.dataset, out / "eval")})
+            print(f"{model}: {label}: {fps:.2f} frames/s, " + ", ".join(f"{k} {runs[-1][k]:.4f}" for _, k, _, _ in SHOWN),
                   flush=True)
-    print(f"\n| Inference ({len(args.models)} models) | frames/s (CPU) | " + " | ".join(c[0] for c in shown) + " |")
-    print("|---" * (len(shown) + 2) + "|")
-    for label in VARIANTS:
-        cells = [mean_sd_cell(runs, "fps", label, ".2f", 1)]
-        cells += [mean_sd_cell(runs, key, label, fmt, scale) for (_, key, fmt, scale) in shown]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    print_table(runs, list(VARIANTS), len(args.models), extra=[("frames/s (CPU)", "fps", ".2f", 1)])
     return 0
 
 
