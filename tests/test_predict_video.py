@@ -269,6 +269,14 @@ def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_
         m.setattr(predictor_module, "streams", lambda *_: False)
         offline = segment(predictor, long, time_filter=1.5)
     assert not np.array_equal(streamed, windowed) and (streamed == offline).mean() > 0.999
+    # ... also for the frames no network pass sees: all-black ones at either end, which nnU-Net crops away and returns
+    # as background, and the mirrored filter fills from the frames beside them
+    black = np.concatenate([np.zeros_like(long[:2]), long[:30], np.zeros_like(long[:1])])
+    streamed = segment(predictor, black, time_filter=1.5)
+    with monkeypatch.context() as m:
+        m.setattr(predictor_module, "streams", lambda *_: False)
+        offline = segment(predictor, black, time_filter=1.5)
+    assert offline[[0, -1]].any() and (streamed == offline).mean() > 0.999
 
     # nnU-Net's own prediction with its defaults but TTA off (nnUNetv2_predict --disable_tta; here its predictor in
     # this process, without the command's worker processes) gives the same masks (its tile holds the whole video),

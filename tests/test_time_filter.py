@@ -37,10 +37,23 @@ def test_filter_takes_a_blank_frame_from_its_neighbours():
         filter_probabilities(p, -1)
 
 
-def test_filter_edges_repeat_the_end_frames():
+@pytest.mark.parametrize("blank", [0, 39])
+def test_a_blank_first_or_last_frame_takes_its_mask_from_the_frames_beside_it(blank):
+    """nnU-Net crops an all-black first or last frame away and returns it as background: mirrored edges fill it
+    as an inner blank frame is filled (with the edge frame repeated it kept most of its own weight, and no LV)."""
+    p = beating_probabilities(40, blank=blank)
+    labels = filtered_labels(p, 1.5)
+    beside = 1 if blank == 0 else 38
+    assert labels[blank].sum() > 0.7 * labels[beside].sum() > 0
+
+
+def test_filter_edges_mirror_the_video():
     p = beating_probabilities()
-    p[:, :8] = p[:, :1]  # a still start: repeating the first frame (radius 4 frames) leaves its first 4 as they are
+    p[:, :8] = p[:, :1]  # a still start: mirrored (radius 4 frames), its first 4 frames stay as they are
     assert np.allclose(filter_probabilities(p, 1.0)[:, :4], p[:, :4], atol=1e-6)
+    q = np.random.default_rng(0).random((2, 9, 3, 3)).astype(np.float32)
+    mirrored = np.concatenate([q[:, 4:0:-1], q, q[:, -2:-6:-1]], axis=1)  # frames 4..1, 0..8, 7..4
+    assert np.allclose(filter_probabilities(q, 1.0), filter_probabilities(mirrored, 1.0)[:, 4:13], atol=1e-6)
 
 
 def test_bad_folders_are_refused_with_the_file_named(tmp_path):

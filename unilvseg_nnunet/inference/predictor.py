@@ -209,17 +209,33 @@ def segment_streaming(predictor, frames: np.ndarray, time_filter: float = 0.0) -
             total = y if total is None else total + y
         return total / (len(nets) * (len(flips) + 1))
 
-    out = labels[box]
     autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else inference_autocast(device)
     with torch.inference_mode(), autocast:
         windows = iter_blended(net.windows(hi - lo), net.margin, predict)
-        if time_filter:
-            chunks = filter_stream((torch.softmax(y[inside][0], 0).cpu().numpy() for _, _, y in windows), time_filter)
+        if time_filter:  # every frame enters the filter with nnU-Net's probabilities, those it gives no network pass too
+            out, first = labels[(slice(None), *box[1:])], 0  # the stream holds every frame of the video
+            probabilities = (torch.softmax(y[inside][0], 0).cpu().numpy() for _, _, y in windows)
+            chunks = filter_stream(_with_unseen_frames(probabilities, predictor.label_manager.num_segmentation_heads,
+                                                       crop.shape[2:], box[0].start + lo, hi - lo, box[0], len(labels)),
+                                   time_filter)
         else:
+            out, first = labels[box], lo
             chunks = ((start, y[inside][0].argmax(0).to(torch.uint8).cpu().numpy()) for start, _, y in windows)
         for start, chunk in chunks:
-            out[lo + start:lo + start + len(chunk)] = chunk
+            out[first + start:first + start + len(chunk)] = chunk
     return labels
+
+
+def _with_unseen_frames(chunks, classes: int, size, first: int, n_content: int, box: slice, n_frames: int):
+    """The probability chunks (classes, frames, *size) of a video's ``n_content`` frames from ``first``, between
+    nnU-Net's probabilities of the frames no network pass sees: uniform for the frames of the crop ``box`` at the
+    mean grey (zero logits, :func:`~unilvseg_nnunet.inference.window.content_range`), background outside it."""
+    def constant(n: int, probabilities: np.ndarray) -> list:
+        return [np.broadcast_to(probabilities.reshape(classes, 1, *[1] * len(size)), (classes, n, *size))] if n > 0 else []
+
+    background, uniform = np.eye(classes, dtype=np.float32)[0], np.full(classes, 1.0 / classes, np.float32)
+    return itertools.chain(constant(box.start, background), constant(first - box.start, uniform), chunks,
+                           constant(box.stop - first - n_content, uniform), constant(n_frames - box.stop, background))
 
 
 def _content_frames(crop: np.ndarray, mean: np.ndarray) -> tuple[int, int]:

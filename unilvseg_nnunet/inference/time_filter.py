@@ -4,7 +4,9 @@ The obvious alternative to a video network: segment each frame with stock nnU-Ne
 model), keep its probabilities (``nnUNetv2_predict --save_probabilities``), and average each frame's
 with its neighbours' before the argmax. A blank or noisy frame then takes its mask from the frames
 around it and the area curve loses its frame-to-frame flicker; the price is a curve whose extremes
-are flattened (the filter's response at the heart rate), which lowers EF. ``unilvseg time-filter``
+are flattened (the filter's response at the heart rate), which lowers EF. At either end of a video
+the frames are mirrored (frame -k reads as frame k), so a blank first or last frame, which nnU-Net
+crops away and returns as background, takes its mask from the frames beside it as an inner one does. ``unilvseg time-filter``
 applies it to a prediction folder, ``unilvseg predict-video --time-filter`` to videos as they are segmented
 (window by window for a whole-video network: :func:`filter_stream`, the same labels);
 ``bench/bench_accuracy.py`` scores it beside the video networks.
@@ -29,14 +31,14 @@ class TimeFilterError(UnilvsegError):
 
 def filter_probabilities(probabilities: np.ndarray, sigma: float) -> np.ndarray:
     """``probabilities`` (classes, frames, ...) filtered along frames with a Gaussian of ``sigma`` frames
-    (edges repeat the first and last frame; ``sigma`` 0 returns the input). Still sums to 1 over classes."""
+    (mirrored at either end: frame -k reads as frame k; ``sigma`` 0 returns the input). Still sums to 1 over classes."""
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     if probabilities.ndim < 2:
         raise ValueError(f"need (classes, frames, ...), got shape {probabilities.shape}")
     if sigma == 0:
         return probabilities
-    return gaussian_filter1d(probabilities.astype(np.float32, copy=False), sigma, axis=1, mode="nearest")
+    return gaussian_filter1d(probabilities.astype(np.float32, copy=False), sigma, axis=1, mode="mirror")
 
 
 def filtered_labels(probabilities: np.ndarray, sigma: float) -> np.ndarray:
@@ -51,7 +53,7 @@ def filter_stream(chunks, sigma: float):
     filter_probabilities(np.zeros((1, 1)), sigma)  # validates sigma
     radius = int(4.0 * sigma + 0.5)  # scipy's default truncation, 4 sigma
     held, first, done = None, 0, 0  # frames held, index of the first, frames already labeled
-    for chunk in itertools.chain(chunks, [None]):  # None: the video ended, its last frame repeats past it
+    for chunk in itertools.chain(chunks, [None]):  # None: the video ended, mirrored past its last frame
         if chunk is not None:
             chunk = chunk.astype(np.float32, copy=False)
             held = chunk if held is None else np.concatenate([held, chunk], axis=1)
