@@ -14,6 +14,7 @@ from unilvseg_nnunet.inference.window import (
     VideoWindowNet,
     content_range,
     iter_blended,
+    mirror_index,
     plan_windows,
     video_window_net,
     window_weights,
@@ -130,7 +131,35 @@ def test_training_and_deep_supervision_use_the_network_itself(net):
     net.decoder.deep_supervision = False
     wrapped(x)
     handle.remove()
-    assert calls == [100, 100, 50, 50]  # whole input twice; then the 80 frames of content in two windows
+    # whole input twice; then the 80 frames of content, with 4 mirrored at either end, in two windows
+    assert calls == [100, 100, 54, 54]
+
+
+def test_mirror_index():
+    assert mirror_index(5, 2).tolist() == [2, 1, 0, 1, 2, 3, 4, 3, 2]
+    assert mirror_index(3, 9).tolist() == [2, 1, 0, 1, 2, 1, 0]  # at most n - 1 frames a side
+    assert mirror_index(1, 4).tolist() == [0] and mirror_index(6, 0).tolist() == list(range(6))
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_mirrored_ends_are_the_network_on_the_mirrored_video(net, n):
+    """A video's first and last frames are segmented as the network segments them inside the video mirrored at
+    its ends (with zero padding beside them instead, the 3D model's area curve bent there), whatever its length
+    relative to the window and inside nnU-Net's zero-padded tile; ``video_window_net`` mirrors half a training
+    clip for a temporal network, nothing for a super image."""
+    x = torch.randn(1, 1, n, 8, 8)
+    wrapped = VideoWindowNet(net, **WINDOW, mirror=4).eval()
+    index = mirror_index(n, 4)
+    m = (len(index) - n) // 2
+    with torch.no_grad():
+        reference = net(x[:, :, index])[:, :, m:m + n]
+        assert torch.allclose(wrapped(x), reference, atol=1e-5)
+        padded = wrapped(torch.nn.functional.pad(x, (0, 0, 0, 0, 7, 1024 - n - 7)))
+        assert torch.allclose(padded[:, :, 7:7 + n], reference, atol=1e-5) and torch.all(padded[:, :, :7] == 0)
+        if n > 1:  # the ends differ from the zero-padded network's
+            assert not torch.allclose(reference[:, :, :1], net(x)[:, :, :1], atol=1e-3)
+    assert video_window_net(net, {"frames": 8, "inference": WINDOW}).mirror == 4
+    assert video_window_net(net, {"frames": 4, "layout": "superimage", "inference": WINDOW}).mirror == 0
 
 
 def test_content_range_and_blending_order():

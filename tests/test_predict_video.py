@@ -241,16 +241,16 @@ def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_
     # alone is normalised with its own statistics, which bfloat16 rounding amplifies for a smoke-trained model)
     monkeypatch.setenv(precision.ENV, "0")
     # windows of 72 frames overlapping by 24 (the plans' default is 256 and 32): the test videos end to end, cut to
-    # 120 frames, are two windows long and cheap to segment
+    # 112 frames (120 with the mirrored ends), are two windows long and cheap to segment
     model = _with_inference_window(model_folder, tmp_path / model_folder.name, max_frames=72, overlap=24)
     predictor = load_predictor(model, [0], device="cpu")
     net = predictor.network
     pieces = [decode_video(v) for v in _test_videos(phantom_dir, 3)]
-    long = np.concatenate(pieces * (1 + 120 // sum(map(len, pieces))))[:120]
-    assert isinstance(net, VideoWindowNet) and net.max_frames == 72 and len(net.windows(len(long))) == 2
+    long = np.concatenate(pieces * (1 + 120 // sum(map(len, pieces))))[:112]
+    assert isinstance(net, VideoWindowNet) and net.max_frames == 72 and len(net.windows(len(long) + 2 * net.mirror)) == 2
     windowed = segment(predictor, long)
     # the same video in one pass (a window longer than the video): windows change almost nothing
-    predictor.network = VideoWindowNet(net.net, len(long), net.overlap, net.margin)
+    predictor.network = VideoWindowNet(net.net, len(long) + 2 * net.mirror, net.overlap, net.margin, mirror=net.mirror)
     whole = segment(predictor, long)
     predictor.network = net
     # (instance norm statistics differ a little from window to window: 1-3.5% of pixels flip for a smoke-trained model,
@@ -259,9 +259,12 @@ def test_long_video_without_seams_and_as_nnunetv2_predict(model_folder, phantom_
     area_w, area_a = cardiac.area_curve(windowed), cardiac.area_curve(whole)
     assert np.abs(area_w - area_a).mean() <= 0.02 * max(area_a.mean(), 50.0)  # no step where windows meet
     # the first window predicted alone as a video gives the long video's masks wherever no other window reaches
-    (lo, hi), (next_lo, _) = net.windows(len(long))[:2]
-    piece = segment(predictor, long[lo:hi])
-    assert lo == 0 and next_lo >= net.overlap and (piece[:next_lo] == windowed[:next_lo]).mean() > 0.999
+    # (windows are planned over the video with its mirrored ends: the first opens with net.mirror mirrored frames)
+    m = net.mirror
+    (lo, hi), (next_lo, _) = net.windows(len(long) + 2 * m)[:2]
+    piece = segment(predictor, long[:hi - 2 * m])  # one window, mirrored at both ends
+    reach = next_lo - m  # the video frames before the second window
+    assert lo == 0 and m == 4 and reach >= net.overlap - m and (piece[:reach] == windowed[:reach]).mean() > 0.999
     # the time filter streamed across the windows labels as the filter of nnU-Net's whole-video probabilities
     # (predict_single_npy_array, the path of a model that does not stream)
     streamed = segment(predictor, long, time_filter=1.5)

@@ -22,7 +22,7 @@ import numpy as np
 from unilvseg_nnunet.errors import UnilvsegError
 from unilvseg_nnunet.inference.precision import inference_autocast
 from unilvseg_nnunet.inference.time_filter import filter_stream, filtered_labels
-from unilvseg_nnunet.inference.window import VideoWindowNet, iter_blended
+from unilvseg_nnunet.inference.window import VideoWindowNet
 from unilvseg_nnunet.training import TRAINER_FOLDER
 
 CHUNK_FRAMES = 64  # frames per step when scanning a video for its statistics
@@ -172,7 +172,7 @@ def segment_streaming(predictor, frames: np.ndarray, time_filter: float = 0.0) -
     when its frames, cropped to their non-zero box, exceed the patch in-plane (nnU-Net would tile them).
 
     The same computation as nnUNetv2_predict on the same video (crop to the non-zero box, per-channel
-    z-score, zero padding in-plane up to the patch, the network's windows and cross-fades, test-time
+    z-score, zero padding in-plane up to the patch, the network's mirrored ends, windows and cross-fades, test-time
     mirroring when the predictor has it, fold ensemble by mean logits, argmax, zeros outside the box) up
     to float rounding. With ``time_filter`` > 0, the softmax of the video's frames is filtered along time as
     it streams (:func:`~unilvseg_nnunet.inference.time_filter.filter_stream`) before the argmax.
@@ -198,8 +198,8 @@ def segment_streaming(predictor, frames: np.ndarray, time_filter: float = 0.0) -
     axes = predictor.allowed_mirroring_axes if predictor.use_mirroring else None
     flips = [tuple(a + 2 for a in c) for i in range(len(axes or ())) for c in itertools.combinations(axes, i + 1)]
 
-    def predict(a: int, b: int) -> torch.Tensor:
-        window = (crop[:, lo + a:lo + b].astype(np.float32) - mean.reshape(shape)) / std.reshape(shape)
+    def predict(index: torch.Tensor) -> torch.Tensor:
+        window = (crop[:, lo + index.numpy()].astype(np.float32) - mean.reshape(shape)) / std.reshape(shape)
         xw = torch.from_numpy(np.pad(window, pad))[None].to(device)  # zeros around, as nnU-Net pads to the patch
         total = None
         for inner in nets:
@@ -211,7 +211,7 @@ def segment_streaming(predictor, frames: np.ndarray, time_filter: float = 0.0) -
 
     autocast = torch.autocast(device.type, enabled=True) if device.type == "cuda" else inference_autocast(device)
     with torch.inference_mode(), autocast:
-        windows = iter_blended(net.windows(hi - lo), net.margin, predict)
+        windows = net.segments(hi - lo, predict)
         if time_filter:  # every frame enters the filter with nnU-Net's probabilities, those it gives no network pass too
             out, first = labels[(slice(None), *box[1:])], 0  # the stream holds every frame of the video
             probabilities = (torch.softmax(y[inside][0], 0).cpu().numpy() for _, _, y in windows)

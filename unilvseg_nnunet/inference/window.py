@@ -17,7 +17,12 @@ in one tile, and :class:`VideoWindowNet` does the rest:
   overlap the ``margin`` frames next to either window's edge are dropped and the rest is
   cross-faded linearly (:func:`window_weights`), so each frame's prediction is a convex
   combination of predictions made away from window edges, and a frame costs at most
-  ``max_frames / (max_frames - overlap)`` network passes.
+  ``max_frames / (max_frames - overlap)`` network passes;
+- a temporal network sees the video with ``mirror`` frames mirrored at either end (frame -k reads as
+  frame k; half its training clip, :func:`video_window_net`), so that its first and last frames sit
+  inside a clip as every other frame does: with the convolutions' zero padding there instead, the
+  3D model's area curve bent at a video's ends and ED/ES detection missed the events there
+  (BENCHMARKS.md, "mirrored video ends"). Super images keep their edges (not measured there).
 
 Inference passes run under :func:`~unilvseg_nnunet.inference.precision.inference_autocast` (bfloat16 on a
 CPU that computes it natively) and return float32 logits.
@@ -98,24 +103,46 @@ def iter_blended(windows: list[tuple[int, int]], margin: int, predict):
         carry = y[:, :, final:]
 
 
+def mirror_index(n_frames: int, mirror: int) -> torch.Tensor:
+    """Frame indices of a video of ``n_frames`` frames with ``mirror`` frames mirrored at either end (at most
+    ``n_frames - 1``): ``mirror .. 1, 0 .. n-1, n-2 .. n-1-mirror``."""
+    m = max(0, min(int(mirror), n_frames - 1))
+    inner = torch.arange(n_frames)
+    return torch.cat([inner[1:m + 1].flip(0), inner, inner[n_frames - 1 - m:n_frames - 1].flip(0)])
+
+
+def iter_video(n_frames: int, mirror: int, plan, margin: int, predict):
+    """Yield ``(start, stop, logits)`` over the ``n_frames`` frames of a video, in order, each frame once: the
+    video with ``mirror`` frames mirrored at either end (:func:`mirror_index`) is segmented in the windows
+    ``plan(length)`` and blended (:func:`iter_blended`); ``predict(index)`` gives the logits of the video frames
+    ``index`` (a window's frame indices); the mirrored frames' logits are dropped."""
+    index = mirror_index(n_frames, mirror)
+    m = (len(index) - n_frames) // 2
+    for start, stop, y in iter_blended(plan(len(index)), margin, lambda a, b: predict(index[a:b])):
+        a, b = max(start, m), min(stop, m + n_frames)
+        if b > a:
+            yield a - m, b - m, y[:, :, a - start:b - start]
+
+
 class VideoWindowNet(nn.Module):
     """A temporal network that segments whole videos at inference (see the module doc).
 
     The trained network is ``self.net``; training, deep supervision and checkpoints go through it
     unchanged (parameter names start with ``net.``). ``norm_frames`` > 0: its InstanceNorm3d layers become
     :class:`~unilvseg_nnunet.inference.clip_norm.ClipInstanceNorm3d` of that many frames (0: whole-window
-    statistics).
+    statistics). ``mirror``: frames mirrored at either end of a video (see the module doc).
     """
 
-    def __init__(self, net: nn.Module, max_frames: int, overlap: int, margin: int, norm_frames: int = 0):
+    def __init__(self, net: nn.Module, max_frames: int, overlap: int, margin: int, norm_frames: int = 0,
+                 mirror: int = 0):
         super().__init__()
         if margin < 0 or overlap <= 2 * margin:
             raise ValueError(f"the overlap ({overlap}) must exceed twice the margin ({margin}), which must be >= 0")
-        if norm_frames < 0:
-            raise ValueError(f"norm_frames must be >= 0, got {norm_frames}")
+        if norm_frames < 0 or mirror < 0:
+            raise ValueError(f"norm_frames and mirror must be >= 0, got {norm_frames} and {mirror}")
         plan_windows(max_frames + 1, max_frames, overlap)  # validates max_frames and overlap
         self.net = use_clip_norm(net, norm_frames) if norm_frames else net
-        self.max_frames, self.overlap, self.margin = int(max_frames), int(overlap), int(margin)
+        self.max_frames, self.overlap, self.margin, self.mirror = int(max_frames), int(overlap), int(margin), int(mirror)
 
     @property
     def decoder(self):
@@ -123,19 +150,20 @@ class VideoWindowNet(nn.Module):
         return self.net.decoder
 
     def windows(self, n_frames: int) -> list[tuple[int, int]]:
-        """The windows a video of ``n_frames`` frames is segmented in."""
+        """The windows of a sequence of ``n_frames`` frames (a video with its mirrored frames)."""
         return plan_windows(n_frames, self.max_frames, self.overlap)
+
+    def segments(self, n_frames: int, predict):
+        """:func:`iter_video` of a video of ``n_frames`` frames with this network's windows and mirror."""
+        return iter_video(n_frames, self.mirror, self.windows, self.margin, predict)
 
     def forward(self, x: torch.Tensor):
         if self.training or getattr(self.net.decoder, "deep_supervision", False):
             return self.net(x)
         with inference_autocast(x.device):
             lo, hi = content_range(x)
-            if (lo, hi) == (0, x.shape[2]) and hi <= self.max_frames:
-                return self.net(x).float()
             out = None
-            for start, stop, y in iter_blended(self.windows(hi - lo), self.margin,
-                                               lambda a, b: self.net(x[:, :, lo + a:lo + b]).float()):
+            for start, stop, y in self.segments(hi - lo, lambda index: self.net(x[:, :, lo + index.to(x.device)]).float()):
                 if out is None:
                     out = y.new_zeros((*y.shape[:2], x.shape[2], *y.shape[3:]))
                 out[:, :, lo + start:lo + stop] = y
@@ -146,9 +174,10 @@ def video_window_net(net: nn.Module, settings: dict | None) -> nn.Module:
     """``net`` in a :class:`VideoWindowNet` when its configuration's "unilvseg" entry (``settings``) has an
     inference window, else ``net`` itself (plans made before the window existed, which nnU-Net's sliding window
     tiles). The window's "norm_frames" defaults to the training clip's length ("frames"), also for plans written
-    before it existed."""
+    before it existed; a temporal network mirrors half a training clip at a video's ends, a super image none."""
     window = (settings or {}).get("inference")
     if not window:
         return net
     use_separable_gaussian()  # the 1,024-frame tile's Gaussian in 0.3 s instead of 6 s
-    return VideoWindowNet(net, **{"norm_frames": int(settings["frames"]), **window})
+    mirror = 0 if settings.get("layout") == "superimage" else int(settings["frames"]) // 2
+    return VideoWindowNet(net, **{"norm_frames": int(settings["frames"]), "mirror": mirror, **window})
