@@ -146,7 +146,7 @@ def test_mirrored_ends_are_the_network_on_the_mirrored_video(net, n):
     """A video's first and last frames are segmented as the network segments them inside the video mirrored at
     its ends (with zero padding beside them instead, the 3D model's area curve bent there), whatever its length
     relative to the window and inside nnU-Net's zero-padded tile; ``video_window_net`` mirrors half a training
-    clip for a temporal network, nothing for a super image."""
+    clip (at most the window's margin) for a temporal network, nothing for a super image."""
     x = torch.randn(1, 1, n, 8, 8)
     wrapped = VideoWindowNet(net, **WINDOW, mirror=4).eval()
     index = mirror_index(n, 4)
@@ -159,6 +159,7 @@ def test_mirrored_ends_are_the_network_on_the_mirrored_video(net, n):
         if n > 1:  # the ends differ from the zero-padded network's
             assert not torch.allclose(reference[:, :, :1], net(x)[:, :, :1], atol=1e-3)
     assert video_window_net(net, {"frames": 8, "inference": WINDOW}).mirror == 4
+    assert video_window_net(net, {"frames": 32, "inference": WINDOW}).mirror == WINDOW["margin"]  # at most the margin
     assert video_window_net(net, {"frames": 4, "layout": "superimage", "inference": WINDOW}).mirror == 0
 
 

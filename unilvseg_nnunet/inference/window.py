@@ -19,7 +19,7 @@ in one tile, and :class:`VideoWindowNet` does the rest:
   combination of predictions made away from window edges, and a frame costs at most
   ``max_frames / (max_frames - overlap)`` network passes;
 - a temporal network sees the video with ``mirror`` frames mirrored at either end (frame -k reads as
-  frame k; half its training clip, :func:`video_window_net`), so that its first and last frames sit
+  frame k; half its training clip, at most ``margin``: :func:`video_window_net`), so that its first and last frames sit
   inside a clip as every other frame does: with the convolutions' zero padding there instead, the
   3D model's area curve bent at a video's ends and ED/ES detection missed the events there
   (BENCHMARKS.md, "mirrored video ends"). Super images keep their edges (not measured there).
@@ -174,10 +174,12 @@ def video_window_net(net: nn.Module, settings: dict | None) -> nn.Module:
     """``net`` in a :class:`VideoWindowNet` when its configuration's "unilvseg" entry (``settings``) has an
     inference window, else ``net`` itself (plans made before the window existed, which nnU-Net's sliding window
     tiles). The window's "norm_frames" defaults to the training clip's length ("frames"), also for plans written
-    before it existed; a temporal network mirrors half a training clip at a video's ends, a super image none."""
+    before it existed. A temporal network mirrors half a training clip at a video's ends (an end frame then sits at a
+    clip's centre), at most the window's margin (the reach the windows give an edge: 4 frames at F = 8, 8 at F = 32);
+    a super image none."""
     window = (settings or {}).get("inference")
     if not window:
         return net
     use_separable_gaussian()  # the 1,024-frame tile's Gaussian in 0.3 s instead of 6 s
-    mirror = 0 if settings.get("layout") == "superimage" else int(settings["frames"]) // 2
+    mirror = 0 if settings.get("layout") == "superimage" else min(int(settings["frames"]) // 2, int(window["margin"]))
     return VideoWindowNet(net, **{"norm_frames": int(settings["frames"]), "mirror": mirror, **window})
