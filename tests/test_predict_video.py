@@ -20,7 +20,15 @@ from unilvseg_nnunet.evaluation import cardiac
 from unilvseg_nnunet.files import read_volume, write_video, write_volume
 from unilvseg_nnunet.inference import precision
 from unilvseg_nnunet.inference.predictor import PredictionError, check_model_folder, default_device
-from unilvseg_nnunet.inference.video import ef_readout, frame_motion, predict_videos, resize_frames, resize_labels, shard
+from unilvseg_nnunet.inference.video import (
+    describe,
+    ef_readout,
+    frame_motion,
+    predict_videos,
+    resize_frames,
+    resize_labels,
+    shard,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +49,9 @@ def test_predict_video_folder_end_to_end(model_folder, phantom_dir, nnunet_env, 
     for v in good:
         shutil.copy(v, videos)
     (videos / "broken.avi").write_bytes(b"RIFF this is not a video")
+    dark = decode_video(good[0])
+    dark[-1] = 0
+    write_video(videos / "dark.avi", dark, 50.0)  # an all-black last frame: flagged, not silently an empty mask
     out = tmp_path / "out"
     env = {k: v for k, v in nnunet_env.items() if k != "nnUNet_extTrainer"}  # set automatically from the repo
     proc = subprocess.run([str(Path(sys.executable).parent / "unilvseg"), "predict-video", str(videos),
@@ -48,10 +59,11 @@ def test_predict_video_folder_end_to_end(model_folder, phantom_dir, nnunet_env, 
                            "-f", "0", "-device", "cpu"], env=env, capture_output=True, text=True, timeout=900)
     # one bad video does not stop the others; it is reported by name and the exit status says so
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "FAILED" in proc.stdout and "broken.avi" in proc.stdout and "2 video(s) segmented" in proc.stdout
+    assert "FAILED" in proc.stdout and "broken.avi" in proc.stdout and "3 video(s) segmented" in proc.stdout
+    assert "1 video(s) hold all-black frames, with no image to segment (frames in their JSON): dark.avi" in proc.stdout
     summary = json.loads((out / "predict_video_summary.json").read_text())
     assert [f["video"].endswith("broken.avi") for f in summary["failed"]] == [True]
-    assert len(summary["results"]) == 2
+    assert len(summary["results"]) == 3 and summary["flags"]["black_frames"] == ["dark.avi"]
 
     for v in good:
         stem = v.stem
@@ -308,6 +320,9 @@ def test_inputs_a_user_brings(model_folder, phantom_dir, nnunet_env, tmp_path, m
     write_video(videos / "big.avi", resize_frames(source, (160, 224)), 50.0)  # 224x160, the EchoNet field of view
     write_video(videos / "flat.avi", np.full((60, PHANTOM_SIZE, PHANTOM_SIZE), 90, np.uint8), 50.0)  # no beat at all
     write_video(tmp_path / "whole.avi", source, 50.0)
+    dark = source.copy()
+    dark[[0, 5, -1]] = 0  # all-black frames: at either end (nnU-Net crops them) and inside
+    write_video(videos / "dark.avi", dark, 50.0)
     data = (tmp_path / "whole.avi").read_bytes()
     (videos / "cut.avi").write_bytes(data[:int(len(data) * 0.6)])  # header announces every frame, the file holds fewer
     quiet = dict(folds=[0], device="cpu", progress=False, log=lambda s: None)
@@ -317,8 +332,10 @@ def test_inputs_a_user_brings(model_folder, phantom_dir, nnunet_env, tmp_path, m
     assert read_volume(tmp_path / "out" / "big.mha").shape == (len(source), 160, 224)
     assert res["cut"]["truncated"] and res["cut"]["num_frames"] < res["cut"]["header_frames"] == len(source)
     assert not res["big"]["truncated"] and np.isnan(res["flat"]["ef_percent"]) and "still" in res["flat"]["ef_unavailable"]
+    assert res["dark"]["black_frames"] == [0, 5, len(source) - 1] and res["big"]["black_frames"] == []
+    assert "3 all-black frame(s) [0, 5, " in describe(res["dark"])
     flags = done["summary"]["flags"]
-    assert flags["truncated"] == ["cut.avi"] and flags["resized"] == ["big.avi"]
+    assert flags["truncated"] == ["cut.avi"] and flags["resized"] == ["big.avi"] and flags["black_frames"] == ["dark.avi"]
     assert "flat.avi" in flags["ef_unavailable"]
     refused = predict_videos(videos / "big.avi", model_folder, tmp_path / "strict", resize=False, **quiet)
     error = refused["failed"][0]["error"]

@@ -47,6 +47,7 @@ def run(args) -> int:
     if summary is not None:
         flags = summary["flags"]
         for flag, what in (("truncated", "decoded fewer frames than their header announces"),
+                           ("black_frames", "hold all-black frames, with no image to segment (frames in their JSON)"),
                            ("ef_unavailable", "have no EF (reason in their JSON)"),
                            ("resized", "were resampled to the model's frame size")):
             if flags[flag]:

@@ -10,7 +10,9 @@ JSON is finished. A video that fails gets ``<stem>_failed.json`` instead. A fold
 
 Inputs a user brings: frames of another size than the model's are resampled to it (and the masks
 back), unless ``resize=False``, which refuses them; a video that decodes fewer frames than its header
-announces is flagged (``truncated``); an EF outside 0-90 %, from an empty ED or ES mask, or from a curve without clear beats is
+announces is flagged (``truncated``); so are frames that are all black (``black_frames``: no model sees an LV there,
+and nnU-Net crops them away at a video's ends, so their masks are empty unless ``--time-filter`` fills them from the
+frames beside them); an EF outside 0-90 %, from an empty ED or ES mask, or from a curve without clear beats is
 reported as unavailable with the reason.
 
 Many machines: a folder is split like nnU-Net splits its input (``videos[part_id::num_parts]`` of the
@@ -89,6 +91,11 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         ind = [cv2.resize((frame == v).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) for v in values]
         out[t] = values[np.argmax(np.stack(ind), 0)]
     return out
+
+
+def black_frames(frames: np.ndarray) -> list[int]:
+    """Indices of the frames of ``frames`` (F, H, W[, 3]) whose every pixel is 0."""
+    return np.flatnonzero(~np.asarray(frames).reshape(len(frames), -1).any(1)).tolist()
 
 
 def frame_motion(frames: np.ndarray) -> float:
@@ -183,7 +190,7 @@ def predict_one(predictor, video_path, out_dir, fps: float | None = None, overla
     result = {"video": str(video_path), **(provenance or {}), "fps_source": fps_source,
               "height": int(size[0]), "width": int(size[1]), "model_frame_size": list(model_size),
               "resized": size != model_size, "header_frames": header_frames,
-              "truncated": header_frames is not None and len(frames) < header_frames,
+              "truncated": header_frames is not None and len(frames) < header_frames, "black_frames": black_frames(frames),
               "frame_motion": motion, "ef_percent": ef, "ef_unavailable": ef_reason, **readout,
               "timing": {"prediction_seconds": seconds,
                          "frames_per_second": len(frames) / seconds if seconds > 0 else math.nan}}
@@ -225,6 +232,8 @@ def describe(result: dict) -> str:
     if result["truncated"]:
         notes.append(f"WARNING: decoded {result['num_frames']} of the {result['header_frames']} frames its header "
                      f"announces (truncated or damaged file)")
+    if result.get("black_frames"):
+        notes.append(f"{len(result['black_frames'])} all-black frame(s) {result['black_frames'][:8]}: no image to segment")
     return (f"{Path(result['video']).name}: {result['num_frames']} frames @ {result['fps']:g} fps; "
             f"ED frames {result['ed_frames']}, ES frames {result['es_frames']}; EF {ef_text}; HR {hr_text}"
             + "".join(f"; {x}" for x in notes))
@@ -233,7 +242,7 @@ def describe(result: dict) -> str:
 def write_summary(videos: list[Path], out_dir, provenance: dict) -> dict:
     """``predict_video_summary.json`` for the folder's ``videos`` from the files in ``out_dir`` (every part's)."""
     out = Path(out_dir)
-    keys = ("video", "num_frames", "header_frames", "truncated", "height", "width", "resized", "fps", "ed_frames",
+    keys = ("video", "num_frames", "header_frames", "truncated", "black_frames", "height", "width", "resized", "fps", "ed_frames",
             "es_frames", "ef_percent", "ef_unavailable", "heart_rate_bpm", "hf_share", "jitter")
     results, failed, pending = [], [], []
     for v in videos:
@@ -245,7 +254,7 @@ def write_summary(videos: list[Path], out_dir, provenance: dict) -> dict:
         else:
             pending.append(str(v))
     flags = {flag: [Path(r["video"]).name for r in results if r[flag]]
-             for flag in ("truncated", "resized", "ef_unavailable")}
+             for flag in ("truncated", "black_frames", "resized", "ef_unavailable")}
     summary = {**{k: provenance[k] for k in PROVENANCE_KEYS}, "videos": len(videos), "complete": not pending,
                "flags": flags, "results": results, "failed": failed, "pending": pending}
     write_json(out / SUMMARY, jsonable(summary))
