@@ -22,7 +22,8 @@ in one tile, and :class:`VideoWindowNet` does the rest:
   frame k; half its training clip, at most ``margin``: :func:`video_window_net`), so that its first and last frames sit
   inside a clip as every other frame does: with the convolutions' zero padding there instead, the
   3D model's area curve bent at a video's ends and ED/ES detection missed the events there
-  (BENCHMARKS.md, "mirrored video ends"). Super images keep their edges (not measured there).
+  (BENCHMARKS.md, "mirrored video ends"). Super images keep their edges: mirrored, one benchmark model's
+  figures did not move.
 
 Inference passes run under :func:`~unilvseg_nnunet.inference.precision.inference_autocast` (bfloat16 on a
 CPU that computes it natively) and return float32 logits.
